@@ -1,0 +1,141 @@
+// airlock's command line: a front-end that fills RunOptions, then hands
+// settings -> policy -> plan -> sandbox, in that order, stopping at the first
+// error with one line and exit 125.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "fs/landlock.h"
+#include "fs/plan.h"
+#include "policy/policy.h"
+#include "policy/settings.h"
+#include "sandbox/sandbox.h"
+#include "util/log.h"
+
+#ifndef AIRLOCK_VERSION
+#define AIRLOCK_VERSION "0.0.0"
+#endif
+
+extern char** environ;
+
+namespace airlock {
+namespace {
+
+constexpr int kErr = sandbox::kExitAirlockError;
+
+int die(const std::string& msg) {
+  log::line(msg);
+  return kErr;
+}
+
+int cmd_run(const policy::RunOptions& opts) {
+  log::set_debug(opts.debug);
+  std::vector<policy::Settings> layers;
+  for (const auto& f : opts.settings_files) {
+    auto s = policy::load_settings_file(f);
+    if (!s) return die(s.error().message);
+    layers.push_back(std::move(*s));
+  }
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  auto pol = policy::build_policy(opts, layers, env);
+  if (!pol) return die(pol.error().message);
+  auto plan = fs::make_plan(*pol);
+  if (!plan) return die(plan.error().message);
+
+  // Fail closed, but say so: without Landlock the mount layer still holds;
+  // no-delete paths, which only Landlock can express, become read-only.
+  std::string why;
+  int abi = fs::landlock_abi(&why);
+  if (abi == 0) {
+    log::info("warning: Landlock unavailable ({}); the mount layer alone enforces the filesystem policy", why);
+    for (auto& m : plan->mounts)
+      for (const auto& nd : plan->no_delete)
+        if (m.target == nd && m.kind == fs::MountOp::Kind::BindHost) m.read_only = true;
+    if (!plan->no_delete.empty()) log::info("warning: no-delete paths are read-only without Landlock");
+  }
+  for (const auto& n : pol->notes) log::info("{}", n);
+  if (log::debug_enabled()) {
+    log::debug("workspace {} (cwd {}), uid {} gid {}", pol->workspace, pol->cwd, pol->uid, pol->gid);
+    log::debug("layers: user, mount, pid, net, ipc, uts, cgroup namespaces; no capabilities; no_new_privs; "
+               "Landlock {}",
+               abi ? fmt::format("ABI {}", abi) : "unavailable");
+    for (const auto& r : pol->rules)
+      log::debug("rule {} {}{}  # {}", policy::rule_kind_name(r.kind), r.path, r.exists ? "" : " (missing)", r.why);
+    std::string text = fs::describe(*plan);
+    size_t i = 0;
+    while (i < text.size()) {
+      size_t j = text.find('\n', i);
+      log::debug("plan: {}", text.substr(i, j - i));
+      i = j + 1;
+    }
+    for (const auto& e : pol->env_removed) log::debug("environment: removed {}", e);
+  }
+  sandbox::Spec spec{};
+  spec.policy = &*pol;
+  spec.plan = &*plan;
+  spec.landlock_abi = abi;
+  for (int i = 0; i < 3; ++i) spec.stdio_tty[i] = ::isatty(i) == 1;
+  spec.use_pty = spec.stdio_tty[0];
+  return sandbox::run(spec);
+}
+
+int main_impl(int argc, char** argv) {
+  CLI::App app{"airlock: a sandbox for the commands AI agents run"};
+  app.set_version_flag("--version", std::string("airlock ") + AIRLOCK_VERSION);
+  app.require_subcommand(0, 1);
+
+  policy::RunOptions opts;
+  std::string shell_string;
+  auto* run = app.add_subcommand("run", "Run a command in the sandbox: airlock run [options] -- COMMAND [ARGS...]");
+  run->add_option("--settings", opts.settings_files, "Settings file (JSON, srt format); may be repeated");
+  run->add_option("--workspace", opts.workspace, "The writable workspace (default: the current folder)");
+  run->add_option("--allow-write", opts.allow_write, "Also let the command write PATH; may be repeated");
+  run->add_option("--deny-read", opts.deny_read, "Also hide PATH from the command; may be repeated");
+  run->add_option("-c", shell_string, "Run this string with /bin/sh -c");
+  run->add_flag("--debug", opts.debug, "Print the plan and each setup step");
+  run->add_option("command", opts.argv, "The command and its arguments (after --)");
+  run->positionals_at_end(true);
+
+  auto* help = app.add_subcommand("help", "Show help: airlock help [settings]");
+  std::string topic;
+  help->add_option("topic", topic, "settings");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return die(fmt::format("{} (see 'airlock help')", e.what()));
+  }
+
+  if (*run) {
+    if (!shell_string.empty()) {
+      if (!opts.argv.empty()) return die("give either -c STRING or -- COMMAND, not both");
+      opts.argv = {"/bin/sh", "-c", shell_string};
+    }
+    return cmd_run(opts);
+  }
+  if (*help && topic == "settings") {
+    std::cout << policy::settings_table_markdown();
+    return 0;
+  }
+  if (*help && !topic.empty()) return die(fmt::format("no help topic '{}' (try 'airlock help settings')", topic));
+  std::cout << app.help();
+  return (*help || argc > 1) ? 0 : 0;
+}
+
+}  // namespace
+}  // namespace airlock
+
+int main(int argc, char** argv) {
+  try {
+    return airlock::main_impl(argc, argv);
+  } catch (const std::exception& e) {
+    airlock::log::line(fmt::format("internal error: {}", e.what()));
+    return airlock::sandbox::kExitAirlockError;
+  }
+}

@@ -1,0 +1,46 @@
+// Placeholders: the empty files and folders airlock must create in a
+// writable workspace so that a protected path that does not exist yet
+// (.vscode, .mcp.json, ...) has a mount point for its read-only stand-in.
+//
+// They are shared between concurrent airlock runs on one workspace and
+// removed when the last run exits, even if it was killed with SIGKILL (a
+// janitor process waits for the supervisor's death). Only placeholders that
+// are still empty are removed; anything the user put there is kept.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fs/plan.h"
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace airlock::fs {
+
+class PlaceholderLease {
+ public:
+  PlaceholderLease() = default;
+  PlaceholderLease(PlaceholderLease&& o) noexcept { *this = std::move(o); }
+  PlaceholderLease& operator=(PlaceholderLease&& o) noexcept;
+  ~PlaceholderLease();
+
+  // Creates the plan's placeholders (those not already there) and starts the
+  // janitor. Nothing to do for an empty list.
+  static Result<PlaceholderLease> acquire(const std::string& workspace, const std::vector<Placeholder>& items);
+
+  // Gives the lease back; the last holder removes the placeholders.
+  void release();
+
+ private:
+  UniqueFd lock_, hold_, janitor_pipe_;
+  pid_t janitor_ = -1;
+  bool active_ = false;
+};
+
+// The shared release step (also run by the janitor).
+void release_placeholders(int lock_fd, int hold_fd);
+
+}  // namespace airlock::fs

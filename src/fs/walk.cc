@@ -1,0 +1,59 @@
+#include "fs/walk.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "policy/defaults.h"
+#include "util/fd.h"
+
+namespace airlock::fs {
+
+namespace {
+struct Walker {
+  std::set<std::string> protected_first;  // first components of protected names
+  std::set<std::string> skip;
+  size_t seen = 0;
+  std::vector<std::string> found;
+
+  void visit(int dirfd, const std::string& path, int depth, int max_depth) {
+    UniqueFd own(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!own) return;
+    DIR* d = ::fdopendir(own.release());
+    if (!d) return;
+    std::vector<std::string> subdirs;
+    bool has_protected = false;
+    while (struct dirent* e = ::readdir(d)) {
+      if (++seen > kWalkMaxEntries) break;
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      if (protected_first.count(name)) has_protected = true;
+      if (e->d_type == DT_DIR && depth < max_depth && !skip.count(name) && !protected_first.count(name))
+        subdirs.push_back(name);
+    }
+    if (has_protected && depth > 0) found.push_back(path);
+    for (const auto& s : subdirs) {
+      if (seen > kWalkMaxEntries) break;
+      // O_NOFOLLOW|O_DIRECTORY: a symlink to a folder is not a folder here.
+      UniqueFd sub(::openat(::dirfd(d), s.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub) visit(sub.get(), path + "/" + s, depth + 1, max_depth);
+    }
+    ::closedir(d);
+  }
+};
+}  // namespace
+
+std::vector<std::string> find_nested_roots(const std::string& root, int max_depth) {
+  Walker w;
+  for (const auto& pn : policy::default_protected_names())
+    w.protected_first.insert(pn.rel.substr(0, pn.rel.find('/')));
+  for (const auto& s : policy::walk_skip_dirs()) w.skip.insert(s);
+  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd) w.visit(fd.get(), root, 0, max_depth);
+  return w.found;
+}
+
+}  // namespace airlock::fs

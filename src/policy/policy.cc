@@ -1,0 +1,176 @@
+#include "policy/policy.h"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "fs/path.h"
+#include "policy/defaults.h"
+#include "fs/walk.h"
+
+namespace airlock::policy {
+
+const char* rule_kind_name(RuleKind k) {
+  switch (k) {
+    case RuleKind::DenyRead: return "deny-read";
+    case RuleKind::AllowRead: return "allow-read";
+    case RuleKind::AllowWrite: return "allow-write";
+    case RuleKind::DenyWrite: return "deny-write";
+    case RuleKind::NoDelete: return "no-delete";
+  }
+  return "?";
+}
+
+namespace {
+
+Result<std::string> caller_home() {
+  const char* h = ::getenv("HOME");
+  if (h && h[0] == '/') return fs::normalize(h);
+  struct passwd* pw = ::getpwuid(::getuid());
+  if (pw && pw->pw_dir && pw->pw_dir[0] == '/') return fs::normalize(pw->pw_dir);
+  return err("cannot tell the home folder: $HOME is unset and there is no passwd entry");
+}
+
+class Builder {
+ public:
+  Builder(Policy& p) : p_(p) {}
+
+  // Adds a rule for a path as the user wrote it. Relative paths are relative
+  // to the workspace and may not climb out of it.
+  Status add(RuleKind kind, const std::string& raw, bool literal, const std::string& why,
+             bool must_exist) {
+    std::string abs = fs::absolutize(raw, p_.home, p_.workspace);
+    bool relative = !raw.empty() && raw[0] != '/' && raw[0] != '~';
+    if (relative && !fs::is_within(abs, p_.workspace))
+      return err("{}: relative path '{}' leads outside the workspace ({}); write it as an absolute path",
+                 why, raw, abs);
+    if (!literal && fs::has_glob(abs)) {
+      if (abs.find("**") != std::string::npos)
+        return err("{}: '**' is not supported in '{}'; use a folder path instead", why, raw);
+      if (kind == RuleKind::AllowWrite || kind == RuleKind::AllowRead || kind == RuleKind::NoDelete)
+        return err("{}: patterns widen access unpredictably; '{}' must be a plain path", why, raw);
+      for (const auto& m : fs::expand_glob(abs)) AIRLOCK_TRY(add_resolved(kind, m, why, false));
+      return {};
+    }
+    return add_resolved(kind, abs, why, must_exist);
+  }
+
+  Status add_resolved(RuleKind kind, const std::string& abs, const std::string& why, bool must_exist) {
+    auto r = fs::resolve(abs);
+    if (!r) return err("{}: {}", why, r.error().message);
+    if (must_exist && !r->exists) return err("{}: '{}' does not exist", why, abs);
+    PathRule rule{kind, r->path, r->exists, r->is_dir, why};
+    p_.rules.push_back(rule);
+    return {};
+  }
+
+  Policy& p_;
+};
+
+bool env_matches(const std::string& pattern, const std::string& name) {
+  if (!pattern.empty() && pattern.back() == '*')
+    return name.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
+  return name == pattern;
+}
+
+}  // namespace
+
+Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>& layers,
+                            const std::vector<std::string>& environ_in) {
+  Policy p;
+  p.uid = ::getuid();
+  p.gid = ::getgid();
+  auto home = caller_home();
+  if (!home) return home.error();
+  p.home = *home;
+
+  // The workspace: must exist and be a folder; judged by its real path.
+  char cwdbuf[4096];
+  if (!::getcwd(cwdbuf, sizeof cwdbuf)) return sys_err("getcwd");
+  std::string cwd = cwdbuf;
+  std::string ws_raw = opts.workspace.empty() ? cwd : opts.workspace;
+  auto ws = fs::resolve(fs::absolutize(ws_raw, p.home, cwd));
+  if (!ws) return err("--workspace: {}", ws.error().message);
+  if (!ws->exists || !ws->is_dir) return err("--workspace: '{}' is not an existing folder", ws_raw);
+  if (ws->path == "/") return err("--workspace: the whole filesystem cannot be the workspace");
+  p.workspace = ws->path;
+  auto rcwd = fs::resolve(cwd);
+  p.cwd = (rcwd && fs::is_within(rcwd->path, p.workspace)) ? rcwd->path : p.workspace;
+
+  Builder b(p);
+  // 1. Built-in default: the workspace is writable; secret stores are hidden.
+  p.rules.push_back({RuleKind::AllowWrite, p.workspace, true, true, "workspace (--workspace or the current folder)"});
+  for (const auto& s : default_secret_paths())
+    AIRLOCK_TRY(b.add(RuleKind::DenyRead, p.home + "/" + s, true, "built-in secret store ~/" + s, false));
+
+  // 2. Settings files, in order.
+  bool allow_git_config = false;
+  for (const auto& s : layers) {
+    for (const auto& e : s.deny_read) AIRLOCK_TRY(b.add(RuleKind::DenyRead, e.raw, e.literal, e.where, false));
+    for (const auto& e : s.allow_read) AIRLOCK_TRY(b.add(RuleKind::AllowRead, e.raw, e.literal, e.where, false));
+    for (const auto& e : s.allow_write) AIRLOCK_TRY(b.add(RuleKind::AllowWrite, e.raw, e.literal, e.where, true));
+    for (const auto& e : s.deny_write) AIRLOCK_TRY(b.add(RuleKind::DenyWrite, e.raw, e.literal, e.where, false));
+    for (const auto& e : s.no_delete) AIRLOCK_TRY(b.add(RuleKind::NoDelete, e.raw, e.literal, e.where, true));
+    if (s.allow_git_config) allow_git_config = *s.allow_git_config;
+    if (s.protect_depth) p.protect_depth = *s.protect_depth;
+    for (const auto& k : s.not_enforced)
+      p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet; the network stays off", s.source, k));
+  }
+
+  // 3. Command line.
+  for (const auto& w : opts.allow_write) AIRLOCK_TRY(b.add(RuleKind::AllowWrite, w, true, "--allow-write " + w, true));
+  for (const auto& d : opts.deny_read) AIRLOCK_TRY(b.add(RuleKind::DenyRead, d, true, "--deny-read " + d, false));
+
+  // 4. Protected files inside the workspace and in nested folders found by
+  // airlock's own walk (no external tool, symlinks never followed).
+  std::vector<std::string> roots = {p.workspace};
+  for (const auto& nested : fs::find_nested_roots(p.workspace, p.protect_depth)) roots.push_back(nested);
+  for (const auto& root : roots) {
+    bool top = root == p.workspace;
+    for (const auto& pn : default_protected_names()) {
+      if (pn.git_config && allow_git_config) continue;
+      std::string path = root + "/" + pn.rel;
+      bool in_git = pn.rel.rfind(".git/", 0) == 0;
+      struct stat st {};
+      if (in_git && (::lstat((root + "/.git").c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+        continue;  // no repository here: nothing to protect, and `git init` must work
+      if (::lstat(path.c_str(), &st) != 0 && !top) continue;  // nested: only what exists
+      AIRLOCK_TRY(b.add_resolved(RuleKind::DenyWrite, path, "protected file " + pn.rel, false));
+    }
+  }
+
+  // 5. Environment: everything but secrets; AIRLOCK=1.
+  std::vector<std::string> keep, remove;
+  for (const auto& s : layers) {
+    keep.insert(keep.end(), s.env_keep.begin(), s.env_keep.end());
+    remove.insert(remove.end(), s.env_remove.begin(), s.env_remove.end());
+    if (s.credentials.is_object() && s.credentials.contains("envVars") && s.credentials["envVars"].is_array())
+      for (const auto& ev : s.credentials["envVars"])
+        if (ev.is_object() && ev.contains("name") && ev["name"].is_string())
+          remove.push_back(ev["name"].get<std::string>());
+  }
+  std::set<std::string> seen;
+  for (const auto& kv : environ_in) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    std::string name = kv.substr(0, eq);
+    if (name == "AIRLOCK" || !seen.insert(name).second) continue;
+    bool kept = std::any_of(keep.begin(), keep.end(), [&](auto& k) { return env_matches(k, name); });
+    bool removed = std::any_of(remove.begin(), remove.end(), [&](auto& r) { return env_matches(r, name); });
+    if (removed || (!kept && env_name_is_secret(name))) {
+      p.env_removed.push_back(name);
+      continue;
+    }
+    p.env.push_back(kv);
+  }
+  p.env.push_back("AIRLOCK=1");
+
+  if (opts.argv.empty()) return err("no command given: use 'airlock run -- COMMAND' or 'airlock run -c STRING'");
+  p.argv = opts.argv;
+  return p;
+}
+
+}  // namespace airlock::policy

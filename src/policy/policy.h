@@ -1,0 +1,55 @@
+// Policy: validated plain data. Every path is absolute and resolved; every
+// rule remembers where it came from. Nothing here touches the kernel; the
+// planner (fs/plan.h) turns a Policy into the exact mounts and rules.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "policy/settings.h"
+#include "util/result.h"
+
+namespace airlock::policy {
+
+enum class RuleKind { DenyRead, AllowRead, AllowWrite, DenyWrite, NoDelete };
+const char* rule_kind_name(RuleKind k);
+
+struct PathRule {
+  RuleKind kind;
+  std::string path;  // absolute, symlinks resolved
+  bool exists = false;
+  bool is_dir = false;
+  std::string why;  // the setting or default that produced it
+};
+
+// What the command line adds on top of the settings files.
+struct RunOptions {
+  std::string workspace;  // default: current directory
+  std::vector<std::string> settings_files;
+  std::vector<std::string> allow_write, deny_read;
+  std::vector<std::string> argv;  // the command
+  bool debug = false;
+};
+
+struct Policy {
+  std::string workspace;  // resolved
+  std::string cwd;        // where the command starts (inside the sandbox, same path)
+  std::string home;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<PathRule> rules;
+  int protect_depth = 3;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;          // NAME=value, final
+  std::vector<std::string> env_removed;  // names removed
+  std::vector<std::string> notes;        // one-line notices for the user
+};
+
+// Builds the policy from the built-in default, the settings files and the
+// command line. `environ_in` is the caller's environment.
+Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>& layers,
+                            const std::vector<std::string>& environ_in);
+
+}  // namespace airlock::policy

@@ -1,0 +1,179 @@
+// The sandbox's init, pid 1 of the new pid namespace. It finishes the
+// sandbox from the inside, in an order that is the security argument:
+// nothing of the host is reachable before the command runs, and privilege
+// ends before any untrusted code exists.
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fs/landlock.h"
+#include "sandbox/caps.h"
+#include "sandbox/mounts.h"
+#include "sandbox/protocol.h"
+#include "sandbox/sandbox.h"
+#include "util/log.h"
+#include "util/sys.h"
+
+namespace airlock::sandbox {
+
+namespace {
+
+const int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+
+[[noreturn]] void fail(int sock, const std::string& msg) {
+  (void)send_msg(sock, MsgType::Error, msg);
+  ::_exit(kExitAirlockError);
+}
+
+std::string env_get(const std::vector<std::string>& env, const std::string& name) {
+  for (const auto& kv : env)
+    if (kv.compare(0, name.size() + 1, name + "=") == 0) return kv.substr(name.size() + 1);
+  return "";
+}
+
+// In the forked command: become a session leader (no way back to the
+// caller's terminal), take the pty if there is one, exec.
+[[noreturn]] void exec_command(const Spec& spec, const std::string& pty_slave) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // A new session: the command has no controlling terminal of the caller's,
+  // so TIOCSTI and friends cannot reach it.
+  if (::setsid() < 0) { log::info("setsid: {}", std::strerror(errno)); ::_exit(kExitAirlockError); }
+  if (!pty_slave.empty()) {
+    int s = ::open(pty_slave.c_str(), O_RDWR);  // the first tty a leader opens becomes its own
+    if (s < 0 || ::ioctl(s, TIOCSCTTY, 0) != 0) {
+      log::info("open({}): {}", pty_slave, std::strerror(errno));
+      ::_exit(kExitAirlockError);
+    }
+    for (int i = 0; i < 3; ++i)
+      if (spec.stdio_tty[i]) ::dup2(s, i);
+    if (s > 2) ::close(s);
+  }
+  // Nothing but stdio crosses into the command.
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+
+  const auto& argv_s = spec.policy->argv;
+  std::vector<char*> argv, envp;
+  for (const auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : spec.policy->env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  const std::string& cmd = argv_s[0];
+  int saved = ENOENT;
+  if (cmd.find('/') != std::string::npos) {
+    ::execve(cmd.c_str(), argv.data(), envp.data());
+    saved = errno;
+  } else {
+    std::string path = env_get(spec.policy->env, "PATH");
+    if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";
+    size_t i = 0;
+    while (i <= path.size()) {
+      size_t j = path.find(':', i);
+      if (j == std::string::npos) j = path.size();
+      std::string dir = path.substr(i, j - i);
+      if (dir.empty()) dir = ".";
+      std::string full = dir + "/" + cmd;
+      ::execve(full.c_str(), argv.data(), envp.data());
+      if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+      i = j + 1;
+    }
+  }
+  if (saved == ENOENT) {
+    log::info("{}: command not found inside the sandbox", cmd);
+    ::_exit(127);
+  }
+  log::info("execve({}): {}", cmd, std::strerror(saved));
+  ::_exit(126);
+}
+
+}  // namespace
+
+[[noreturn]] void init_main(const Spec& spec, int sock) {
+  // 1. Die with the supervisor, whatever kills it: the whole sandbox (this
+  //    pid namespace) goes with pid 1.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(sock, "prctl(PR_SET_PDEATHSIG) failed");
+  // 2. Wait until the supervisor has written our uid/gid maps. A missing
+  //    message means the supervisor is gone: stop here.
+  GoMessage go;
+  if (!sys::read_exact(sock, &go, sizeof go)) ::_exit(kExitAirlockError);
+  // 3. Our own hostname (the uts namespace is private).
+  if (::sethostname("airlock", 7) != 0) fail(sock, "sethostname(airlock) failed");
+  // 4. The new root: host read-only, writable paths bound in, secrets
+  //    replaced, fresh /proc, /dev, /tmp. Afterwards the host's tree is gone.
+  if (auto st = build_and_enter_root(*spec.plan); !st) fail(sock, st.error().message);
+  // 5. Start where the caller was (inside the workspace), or at its root.
+  {
+    UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    auto cwd = sys::open_beneath(root.get(), spec.policy->cwd, O_PATH | O_DIRECTORY);
+    if (!cwd || ::fchdir(cwd->get()) != 0)
+      fail(sock, fmt::format("cannot enter {} inside the sandbox", spec.policy->cwd));
+  }
+  // 6. A terminal of the sandbox's own, if the caller has one: the command
+  //    gets a real tty (job control, window size) that is not the caller's.
+  UniqueFd master;
+  std::string slave;
+  if (go.use_pty) {
+    master.reset(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+    if (!master || ::unlockpt(master.get()) != 0) fail(sock, fmt::format("open(/dev/ptmx): {}", std::strerror(errno)));
+    char name[64];
+    if (::ptsname_r(master.get(), name, sizeof name) != 0) fail(sock, "ptsname failed");
+    slave = name;
+    if (go.have_winsize) (void)::ioctl(master.get(), TIOCSWINSZ, &go.ws);
+  }
+  // 7. Not dumpable: the command cannot ptrace init or read its memory.
+  (void)::prctl(PR_SET_DUMPABLE, 0);
+  // --- privilege ends here: no capabilities, no_new_privs -----------------
+  if (auto st = drop_all_privileges(); !st) fail(sock, st.error().message);
+  // 8. Landlock: the second filesystem layer, on init and all it forks.
+  if (spec.landlock_abi > 0) {
+    auto rep = fs::apply_landlock(spec.plan->landlock, spec.landlock_abi);
+    if (!rep) fail(sock, rep.error().message);
+    log::debug("landlock ABI {}: {} rules ({} paths vanished since planning)", rep->abi, rep->rules, rep->skipped);
+  }
+  // 9. Signals arrive as data (sigwaitinfo), never as handlers.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  for (int s : kForwarded) sigaddset(&set, s);
+  ::sigprocmask(SIG_BLOCK, &set, nullptr);
+  // 10. The command.
+  pid_t cmd = ::fork();
+  if (cmd < 0) fail(sock, fmt::format("fork: {}", std::strerror(errno)));
+  if (cmd == 0) {
+    master.reset();
+    exec_command(spec, slave);
+  }
+  if (!send_msg(sock, MsgType::Ready, "", go.use_pty ? master.get() : -1)) ::_exit(kExitAirlockError);
+  master.reset();
+  // 11. Reap everything; forward signals to the command's process group;
+  //     when the command ends, report and end the namespace with it.
+  for (;;) {
+    siginfo_t si;
+    int sig = ::sigwaitinfo(&set, &si);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      if (::kill(-cmd, sig) != 0) (void)::kill(cmd, sig);
+      continue;
+    }
+    int status;
+    pid_t p;
+    while ((p = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (p != cmd) continue;
+      (void)send_msg(sock, MsgType::Status, std::string(reinterpret_cast<char*>(&status), sizeof status));
+      ::_exit(0);
+    }
+  }
+}
+
+}  // namespace airlock::sandbox

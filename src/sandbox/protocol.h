@@ -1,0 +1,38 @@
+// Messages between the supervisor (host side) and the sandbox's init over a
+// SOCK_SEQPACKET pair: one message per write, so boundaries survive.
+#pragma once
+
+#include <sys/ioctl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace airlock::sandbox {
+
+// supervisor -> init, once the uid/gid maps are written.
+struct GoMessage {
+  uint8_t use_pty = 0;
+  uint8_t have_winsize = 0;
+  struct winsize ws {};
+};
+
+enum class MsgType : uint8_t {
+  Error = 'E',   // text: setup failed; init exits 125
+  Ready = 'R',   // setup done; with use_pty, the pty master rides along (SCM_RIGHTS)
+  Status = 'S',  // the command's wait status (int) as init saw it
+};
+
+Status send_msg(int sock, MsgType type, const std::string& payload, int pass_fd = -1);
+
+struct Msg {
+  MsgType type;
+  std::string payload;
+  UniqueFd fd;  // received descriptor, if any
+};
+// Returns an error on EOF (peer gone) as well.
+Result<Msg> recv_msg(int sock);
+
+}  // namespace airlock::sandbox

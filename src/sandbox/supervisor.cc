@@ -1,0 +1,236 @@
+// The supervisor: airlock's process on the host side. It creates the
+// namespaces, writes the id maps, relays the terminal and signals, and turns
+// the command's end into airlock's exit status.
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "fs/placeholders.h"
+#include "sandbox/protocol.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/terminal.h"
+#include "util/log.h"
+#include "util/sys.h"
+
+namespace airlock::sandbox {
+
+namespace {
+
+constexpr uint64_t kNamespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                                 CLONE_NEWNET | CLONE_NEWCGROUP;
+
+std::string clone_hint(int e) {
+  if (e == EPERM || e == EACCES)
+    return " (unprivileged user namespaces are disabled here: check sysctl kernel.unprivileged_userns_clone, "
+           "user.max_user_namespaces and AppArmor's kernel.apparmor_restrict_unprivileged_userns)";
+  if (e == ENOSPC) return " (user.max_user_namespaces is exhausted or 0)";
+  if (e == ENOSYS) return " (the kernel lacks clone3: Linux 5.3 or later is needed)";
+  return "";
+}
+
+// The uid/gid maps: the command keeps the caller's ids, and nothing else
+// exists inside. setgroups is denied so supplementary groups cannot be
+// dropped to get around a group-deny permission.
+Status write_id_maps(pid_t pid, uid_t uid, gid_t gid) {
+  std::string base = fmt::format("/proc/{}/", pid);
+  AIRLOCK_TRY(sys::write_file(base + "setgroups", "deny"));
+  AIRLOCK_TRY(sys::write_file(base + "uid_map", fmt::format("{} {} 1\n", uid, uid)));
+  AIRLOCK_TRY(sys::write_file(base + "gid_map", fmt::format("{} {} 1\n", gid, gid)));
+  return {};
+}
+
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return kExitAirlockError;
+}
+
+class Supervisor {
+ public:
+  explicit Supervisor(const Spec& s) : spec_(s) {}
+
+  int run() {
+    auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
+    if (!lease) return fail(lease.error().message);
+    lease_ = std::move(*lease);
+
+    // Signals we relay are taken as data from a signalfd; SIGPIPE is kept
+    // blocked so a closed stdout is an error code, not our death.
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT}) sigaddset(&set, s);
+    sigset_t blocked = set;
+    sigaddset(&blocked, SIGPIPE);
+    ::sigprocmask(SIG_BLOCK, &blocked, nullptr);
+    sigfd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!sigfd_) return fail(sys_err("signalfd").message);
+
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(sys_err("socketpair").message);
+    UniqueFd mine(sv[0]), theirs(sv[1]);
+
+    int pidfd = -1;
+    struct clone_args ca {};
+    ca.flags = kNamespaces | CLONE_PIDFD;
+    ca.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    ca.exit_signal = SIGCHLD;
+    long pid = ::syscall(SYS_clone3, &ca, sizeof ca);
+    if (pid < 0) {
+      int e = errno;
+      return fail(sys_err("clone3(new user, mount, pid, net, ipc, uts, cgroup namespaces)", e).message + clone_hint(e));
+    }
+    if (pid == 0) {
+      // The child keeps stdio and its end of the channel, nothing else.
+      int keep = theirs.get();
+      if (keep > 3) ::syscall(SYS_close_range, 3U, static_cast<unsigned>(keep - 1), 0U);
+      ::syscall(SYS_close_range, static_cast<unsigned>(keep + 1), ~0U, 0U);
+      init_main(spec_, keep);
+    }
+    child_ = static_cast<pid_t>(pid);
+    pidfd_.reset(pidfd);
+    theirs.reset();
+    sock_ = std::move(mine);
+
+    if (auto st = write_id_maps(child_, spec_.policy->uid, spec_.policy->gid); !st)
+      return fail_and_reap(st.error().message);
+    GoMessage go;
+    go.use_pty = spec_.use_pty;
+    if (spec_.use_pty && ::ioctl(STDIN_FILENO, TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
+    if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
+
+    auto ready = recv_msg(sock_.get());
+    if (!ready) return fail_and_reap(ready.error().message);
+    if (ready->type == MsgType::Error) return fail_and_reap(ready->payload);
+    if (ready->type != MsgType::Ready) return fail_and_reap("unexpected message from the sandbox");
+    master_ = std::move(ready->fd);
+    return relay();
+  }
+
+ private:
+  int fail(const std::string& msg) {
+    log::line(msg);
+    return kExitAirlockError;
+  }
+
+  int fail_and_reap(const std::string& msg) {
+    if (child_ > 0) {
+      ::kill(child_, SIGKILL);
+      ::waitpid(child_, nullptr, 0);
+      child_ = -1;
+    }
+    return fail(msg);
+  }
+
+  void forward(int sig) {
+    if (sig == SIGWINCH && master_) {
+      copy_winsize(STDIN_FILENO, master_.get());  // the kernel tells the pty's foreground job
+      return;
+    }
+    (void)::kill(child_, sig);  // init passes it on to the command's process group
+  }
+
+  int out_fd() const {
+    if (spec_.stdio_tty[1]) return STDOUT_FILENO;
+    if (spec_.stdio_tty[2]) return STDERR_FILENO;
+    return -1;
+  }
+
+  bool pump(int from, int to) {
+    char buf[16384];
+    ssize_t n = ::read(from, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+    if (n <= 0) return false;
+    if (to >= 0) (void)sys::write_all(to, buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  int relay() {
+    std::optional<RawTerminal> raw;
+    if (master_ && spec_.stdio_tty[0]) raw.emplace(STDIN_FILENO);
+    bool stdin_open = master_ && spec_.stdio_tty[0];
+    std::optional<int> status;
+    bool sock_open = true;
+    for (;;) {
+      struct pollfd p[5];
+      int n = 0;
+      p[n++] = {sigfd_.get(), POLLIN, 0};
+      p[n++] = {pidfd_.get(), POLLIN, 0};
+      int i_sock = -1, i_in = -1, i_master = -1;
+      if (sock_open) { i_sock = n; p[n++] = {sock_.get(), POLLIN, 0}; }
+      if (stdin_open) { i_in = n; p[n++] = {STDIN_FILENO, POLLIN, 0}; }
+      if (master_) { i_master = n; p[n++] = {master_.get(), POLLIN, 0}; }
+      if (::poll(p, static_cast<nfds_t>(n), -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (p[0].revents & POLLIN) {
+        struct signalfd_siginfo si;
+        while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) forward(static_cast<int>(si.ssi_signo));
+      }
+      if (i_master >= 0 && p[i_master].revents) {
+        if (!pump(master_.get(), out_fd())) master_.reset();
+      }
+      if (i_in >= 0 && p[i_in].revents) {
+        if (!pump(STDIN_FILENO, master_ ? master_.get() : -1)) stdin_open = false;
+      }
+      if (i_sock >= 0 && p[i_sock].revents) {
+        auto m = recv_msg(sock_.get());
+        if (m && m->type == MsgType::Status && m->payload.size() == sizeof(int)) {
+          int st;
+          std::memcpy(&st, m->payload.data(), sizeof st);
+          status = st;
+        }
+        if (!m) sock_open = false;
+      }
+      if (p[1].revents & POLLIN) break;  // init is gone: the sandbox is over
+    }
+    // The status message may still be queued behind init's exit.
+    if (!status && sock_open) {
+      auto m = recv_msg(sock_.get());
+      if (m && m->type == MsgType::Status && m->payload.size() == sizeof(int)) {
+        int st;
+        std::memcpy(&st, m->payload.data(), sizeof st);
+        status = st;
+      }
+    }
+    // Drain what the command wrote to its terminal before it ended.
+    if (master_) {
+      ::fcntl(master_.get(), F_SETFL, ::fcntl(master_.get(), F_GETFL) | O_NONBLOCK);
+      char buf[16384];
+      ssize_t n;
+      while ((n = ::read(master_.get(), buf, sizeof buf)) > 0)
+        if (out_fd() >= 0) (void)sys::write_all(out_fd(), buf, static_cast<size_t>(n));
+    }
+    siginfo_t info{};
+    ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED);
+    child_ = -1;
+    raw.reset();
+    lease_.release();
+    if (status) return exit_code_of(*status);
+    if (info.si_code == CLD_EXITED && info.si_status == kExitAirlockError) return kExitAirlockError;
+    return fail(fmt::format("the sandbox's init ended unexpectedly ({} {})",
+                            info.si_code == CLD_EXITED ? "exit" : "signal", info.si_status));
+  }
+
+  const Spec& spec_;
+  fs::PlaceholderLease lease_;
+  UniqueFd sigfd_, sock_, pidfd_, master_;
+  pid_t child_ = -1;
+};
+
+}  // namespace
+
+int run(const Spec& spec) { return Supervisor(spec).run(); }
+
+}  // namespace airlock::sandbox
