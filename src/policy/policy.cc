@@ -117,7 +117,10 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     if (s.allow_git_config) allow_git_config = *s.allow_git_config;
     if (s.protect_depth) p.protect_depth = *s.protect_depth;
     for (const auto& k : s.not_enforced)
-      p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet; the network stays off", s.source, k));
+      p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet{}", s.source, k,
+                                    k.rfind("network", 0) == 0 || k.rfind("credentials", 0) == 0
+                                        ? "; the network stays off"
+                                        : ""));
   }
 
   // 3. Command line.

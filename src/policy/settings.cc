@@ -82,7 +82,7 @@ const std::vector<KeySpec>& settings_keys() {
       {"javaAgentJarPath", T::String, "srt", S::NoEffect, "Not used."},
       {"windows", T::Opaque, "srt", S::NoEffect, "Windows only."},
       {"git", T::Opaque, "srt", S::NoEffect, "Not used yet."},
-      {"allowNestedUserNamespaces", T::Bool, "srt", S::NetworkOff,
+      {"allowNestedUserNamespaces", T::Bool, "srt", S::Planned,
        "Let the command create user namespaces (hardening layer)."},
   };
   return keys;
@@ -108,6 +108,7 @@ const char* status_name(KeyStatus s) {
     case KeyStatus::Enforced: return "enforced";
     case KeyStatus::NetworkOff: return "checked; not enforced yet (network stays off)";
     case KeyStatus::NoEffect: return "accepted, no effect";
+    case KeyStatus::Planned: return "checked; not enforced yet";
   }
   return "?";
 }
@@ -247,7 +248,8 @@ class Parser {
   }
 
   Status store(const KeySpec& spec, const std::string& key, const json& v, Settings& s) {
-    if (spec.status != KeyStatus::Enforced && spec.type != KeyType::Object) s.not_enforced.push_back(key);
+    if ((spec.status == KeyStatus::NetworkOff || spec.status == KeyStatus::Planned) && spec.type != KeyType::Object)
+      s.not_enforced.push_back(key);
     if (key == "filesystem.denyRead") s.deny_read = paths(key, v);
     else if (key == "filesystem.allowRead") s.allow_read = paths(key, v);
     else if (key == "filesystem.allowWrite") s.allow_write = paths(key, v);

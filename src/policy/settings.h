@@ -30,6 +30,7 @@ enum class KeyStatus {
   Enforced,      // airlock enforces it today
   NetworkOff,    // parsed and checked; the network is off, which is stricter
   NoEffect,      // accepted for srt compatibility; means nothing on Linux/airlock
+  Planned,       // parsed and checked; its layer is not built yet
 };
 
 struct KeySpec {

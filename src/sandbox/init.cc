@@ -85,7 +85,8 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
       if (dir.empty()) dir = ".";
       std::string full = dir + "/" + cmd;
       ::execve(full.c_str(), argv.data(), envp.data());
-      if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+      // An unsearchable PATH folder is not a found-but-refused command.
+      if (errno != ENOENT && errno != ENOTDIR && ::access(full.c_str(), F_OK) == 0) saved = errno;
       i = j + 1;
     }
   }
