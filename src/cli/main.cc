@@ -41,7 +41,9 @@ int cmd_run(const policy::RunOptions& opts) {
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   auto pol = policy::build_policy(opts, layers, env);
   if (!pol) return die(pol.error().message);
+  log::debug("policy built");
   auto plan = fs::make_plan(*pol);
+  log::debug("plan made");
   if (!plan) return die(plan.error().message);
 
   // Fail closed, but say so: without Landlock the mount layer still holds;

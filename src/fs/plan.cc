@@ -44,6 +44,17 @@ struct Node {
   std::string read_why, write_why;
   Access eff = Access::ReadOnly;
   std::string eff_why;
+  // Forces a mount of its own even when it changes nothing: a mount point
+  // cannot be renamed or deleted, which pins the names under it.
+  bool pin = false;
+  std::string pin_why;
+};
+
+// A protected name that is a symlink: the link itself is covered.
+struct LinkPin {
+  std::string link, target;
+  bool target_is_dir;
+  std::string why;
 };
 
 uint64_t rights(Access a, bool is_dir) {
@@ -62,6 +73,7 @@ class Planner {
 
   Result<Plan> run() {
     AIRLOCK_TRY(collect());
+    add_pins();
     compute_effective();
     plan_mounts();
     AIRLOCK_TRY(plan_placeholders());
@@ -79,6 +91,7 @@ class Planner {
         if (is_within(r.path, m)) return err("{}: '{}' is inside {}, which airlock builds itself", r.why, r.path, m);
       if (r.path == "/" && (r.kind == RuleKind::DenyRead || r.kind == RuleKind::AllowWrite || r.kind == RuleKind::NoDelete))
         return err("{}: the whole filesystem cannot be {}", r.why, policy::rule_kind_name(r.kind));
+      if (!r.link.empty()) links_.push_back({r.link, r.path, r.is_dir, r.why + " (the link itself)"});
       Node& n = node(r.path);
       n.exists = r.exists;
       n.is_dir = r.is_dir;
@@ -131,6 +144,35 @@ class Planner {
       if (!best || depth(n.path) > depth(best->path)) best = &n;
     }
     return best;
+  }
+
+  // Inside a writable region, a protected or hidden path is only as safe as
+  // the names leading to it: renaming `.git` would carry `.git/hooks`' stand-
+  // in away and free the name. Every folder between the writable root and the
+  // protected path becomes a mount point (bound onto itself), which the
+  // kernel refuses to rename or remove. No-delete paths are pinned too.
+  void add_pins() {
+    std::vector<std::pair<std::string, std::string>> targets;  // path, why
+    for (auto& [k, n] : nodes_) {
+      if (n.write == 0 || n.read == 0 || n.write == 2) targets.emplace_back(n.path, n.write_why.empty() ? n.read_why : n.write_why);
+      if (n.write == 2 && n.exists) { n.pin = true; n.pin_why = n.write_why; }
+    }
+    for (const auto& l : links_) targets.emplace_back(l.link, l.why);
+    for (const auto& [path, why] : targets) {
+      // The nearest ancestor where writing is granted starts the region.
+      std::string root;
+      for (const auto& [k, n] : nodes_)
+        if (k != path && (n.write == 1 || n.write == 2) && is_within(path, k) && depth(k) > depth(root.empty() ? "/" : root) )
+          root = k;
+      if (root.empty()) continue;
+      for (std::string a = parent(path); a != root && depth(a) > depth(root); a = parent(a)) {
+        struct stat st {};
+        if (::lstat(a.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        Node& n = node(a);
+        n.pin = true;
+        n.pin_why = "pins the names under it (" + why + ")";
+      }
+    }
   }
 
   void compute_effective() {
@@ -203,8 +245,9 @@ class Planner {
         continue;
       }
       if (!n->exists) continue;
-      if (here != Shows::Empty && (here == Shows::HostRW) == writable) continue;  // already so
-      m.push_back({K::BindHost, n->path, n->path, !writable, n->is_dir, here == Shows::Empty, n->eff_why});
+      if (!n->pin && here != Shows::Empty && (here == Shows::HostRW) == writable) continue;  // already so
+      m.push_back({K::BindHost, n->path, n->path, !writable, n->is_dir, here == Shows::Empty,
+                   n->pin && n->eff_why.empty() ? n->pin_why : (n->pin ? n->eff_why + "; pinned" : n->eff_why)});
       shows[n->path] = writable ? Shows::HostRW : Shows::HostRO;
     }
   }
@@ -216,7 +259,7 @@ class Planner {
     // removed when the last airlock using them exits (fs/placeholders.h).
     static const std::set<std::string> dir_names = {".vscode", ".idea", ".claude", ".airlock", "hooks"};
     for (auto& [k, n] : nodes_) {
-      if (n.exists || n.write != 0) continue;
+      if (n.exists || (n.write != 0 && n.read != 0)) continue;
       const Node* parent = owner_of(n.path);
       if (!parent || !mount_layer_writable(parent->eff)) continue;
       auto r = resolve(n.path);
@@ -225,8 +268,16 @@ class Planner {
       std::string first = r->first_missing;
       std::string base = first.substr(first.rfind('/') + 1);
       bool dir = first != n.path || dir_names.count(base) > 0;
-      plan_.placeholders.push_back({first, dir, n.write_why});
-      plan_.mounts.push_back({MountOp::Kind::StandIn, first, "", true, dir, false, n.write_why + " (not there yet)"});
+      const std::string& why = n.read == 0 ? n.read_why : n.write_why;
+      plan_.placeholders.push_back({first, dir, why});
+      plan_.mounts.push_back({MountOp::Kind::StandIn, first, "", true, dir, false, why + " (not there yet)"});
+    }
+    // Links last: their targets are mounted by now.
+    for (const auto& l : links_) {
+      if (l.target_is_dir)
+        plan_.mounts.push_back({MountOp::Kind::StandIn, l.link, "", true, false, false, l.why});
+      else
+        plan_.mounts.push_back({MountOp::Kind::BindHost, l.link, l.target, true, false, false, l.why});
     }
     return {};
   }
@@ -338,6 +389,7 @@ class Planner {
 
   const policy::Policy& p_;
   std::map<std::string, Node> nodes_;
+  std::vector<LinkPin> links_;
   Plan plan_;
 };
 

@@ -56,4 +56,35 @@ std::vector<std::string> find_nested_roots(const std::string& root, int max_dept
   return w.found;
 }
 
+std::vector<std::string> find_git_dirs(const std::string& dot_git) {
+  std::vector<std::string> out;
+  size_t budget = 10000;
+  // Breadth-first over modules/ and worktrees/, a few levels deep (nested
+  // submodules live in modules/a/modules/b).
+  std::vector<std::pair<std::string, int>> todo = {{dot_git, 0}};
+  while (!todo.empty() && budget > 0) {
+    auto [dir, level] = todo.back();
+    todo.pop_back();
+    for (const char* sub : {"modules", "worktrees"}) {
+      std::string base = dir + "/" + sub;
+      UniqueFd fd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (!fd) continue;
+      DIR* d = ::fdopendir(fd.release());
+      if (!d) continue;
+      while (struct dirent* e = ::readdir(d)) {
+        if (--budget == 0) break;
+        std::string name = e->d_name;
+        if (name == "." || name == ".." || e->d_type != DT_DIR) continue;
+        std::string gd = base + "/" + name;
+        out.push_back(gd);
+        // A submodule's name may contain slashes: modules/a/b. Look one
+        // level further for folders that are not git dirs themselves.
+        if (level < 4) todo.push_back({gd, level + 1});
+      }
+      ::closedir(d);
+    }
+  }
+  return out;
+}
+
 }  // namespace airlock::fs

@@ -14,4 +14,8 @@ std::vector<std::string> find_nested_roots(const std::string& root, int max_dept
 
 inline constexpr size_t kWalkMaxEntries = 50000;
 
+// Git directories kept inside a repository's .git folder: submodules
+// (.git/modules/NAME, nested) and linked worktrees (.git/worktrees/NAME).
+std::vector<std::string> find_git_dirs(const std::string& dot_git);
+
 }  // namespace airlock::fs

@@ -22,7 +22,7 @@ const std::vector<std::string>& default_secret_paths() {
 
 const std::vector<ProtectedName>& default_protected_names() {
   static const std::vector<ProtectedName> v = {
-      {".git/hooks", false}, {".git/config", true}, {".bashrc", false}, {".bash_profile", false},
+      {".git/hooks", false}, {".git/config", true}, {".git/config.worktree", true}, {".bashrc", false}, {".bash_profile", false},
       {".bash_login", false}, {".bash_logout", false}, {".zshrc", false}, {".zprofile", false},
       {".zshenv", false}, {".zlogin", false}, {".profile", false}, {".gitconfig", false},
       {".gitmodules", false}, {".mcp.json", false}, {".vscode", false}, {".idea", false},

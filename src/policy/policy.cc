@@ -1,10 +1,11 @@
 #include "policy/policy.h"
 
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <set>
 
 #include "fs/path.h"
@@ -29,9 +30,16 @@ namespace {
 Result<std::string> caller_home() {
   const char* h = ::getenv("HOME");
   if (h && h[0] == '/') return fs::normalize(h);
-  struct passwd* pw = ::getpwuid(::getuid());
-  if (pw && pw->pw_dir && pw->pw_dir[0] == '/') return fs::normalize(pw->pw_dir);
-  return err("cannot tell the home folder: $HOME is unset and there is no passwd entry");
+  // The binary is static, so no NSS: read /etc/passwd directly.
+  std::ifstream pw("/etc/passwd");
+  std::string uid = std::to_string(::getuid());
+  for (std::string line; std::getline(pw, line);) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ':');) f.push_back(x);
+    if (f.size() >= 6 && f[2] == uid && !f[5].empty() && f[5][0] == '/') return fs::normalize(f[5]);
+  }
+  return err("cannot tell the home folder: $HOME is unset and /etc/passwd has no entry for uid {}", uid);
 }
 
 class Builder {
@@ -62,7 +70,18 @@ class Builder {
     auto r = fs::resolve(abs);
     if (!r) return err("{}: {}", why, r.error().message);
     if (must_exist && !r->exists) return err("{}: '{}' does not exist", why, abs);
-    PathRule rule{kind, r->path, r->exists, r->is_dir, why};
+    PathRule rule{kind, r->path, r->exists, r->is_dir, why, ""};
+    // A write-protected name that is itself a symlink: its target is
+    // protected by the rule, and the link is pinned too (see fs/plan).
+    if (kind == RuleKind::DenyWrite || kind == RuleKind::NoDelete) {
+      std::string lexical = fs::normalize(abs);
+      auto dir = fs::resolve(fs::parent(lexical));
+      struct stat st {};
+      if (dir && dir->exists) {
+        std::string self = fs::normalize(dir->path + "/" + lexical.substr(lexical.rfind('/') + 1));
+        if (self != r->path && ::lstat(self.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) rule.link = self;
+      }
+    }
     p_.rules.push_back(rule);
     return {};
   }
@@ -133,15 +152,33 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   for (const auto& nested : fs::find_nested_roots(p.workspace, p.protect_depth)) roots.push_back(nested);
   for (const auto& root : roots) {
     bool top = root == p.workspace;
+    struct stat gst {};
+    bool git_dir = ::lstat((root + "/.git").c_str(), &gst) == 0 && S_ISDIR(gst.st_mode);
+    bool git_file = !git_dir && ::lstat((root + "/.git").c_str(), &gst) == 0 && S_ISREG(gst.st_mode);
     for (const auto& pn : default_protected_names()) {
       if (pn.git_config && allow_git_config) continue;
       std::string path = root + "/" + pn.rel;
       bool in_git = pn.rel.rfind(".git/", 0) == 0;
       struct stat st {};
-      if (in_git && (::lstat((root + "/.git").c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
-        continue;  // no repository here: nothing to protect, and `git init` must work
-      if (::lstat(path.c_str(), &st) != 0 && !top) continue;  // nested: only what exists
-      AIRLOCK_TRY(b.add_resolved(RuleKind::DenyWrite, path, "protected file " + pn.rel, false));
+      if (in_git && !git_dir) continue;  // no repository here: nothing to protect, and `git init` must work
+      if (::lstat(path.c_str(), &st) != 0 && (!top || in_git && pn.rel != ".git/hooks"))
+        continue;  // nested: only what exists; in .git only hooks gets a placeholder
+      AIRLOCK_TRY(b.add(RuleKind::DenyWrite, path, true, "protected file " + pn.rel, false));
+    }
+    // A worktree's or submodule's .git file names the repository git uses:
+    // rewriting it would point git at hooks the command wrote.
+    if (git_file) AIRLOCK_TRY(b.add(RuleKind::DenyWrite, root + "/.git", true, "protected file .git (gitdir link)", false));
+    // Submodules and worktrees keep their own hooks and config inside .git.
+    if (git_dir) {
+      for (const auto& gd : fs::find_git_dirs(root + "/.git")) {
+        for (const char* name : {"hooks", "config", "config.worktree"}) {
+          if (std::string(name) != "hooks" && allow_git_config) continue;
+          struct stat st {};
+          if (::lstat((gd + "/" + name).c_str(), &st) == 0)
+            AIRLOCK_TRY(b.add(RuleKind::DenyWrite, gd + "/" + name, true,
+                              fmt::format("protected file {} of {}", name, gd), false));
+        }
+      }
     }
   }
 

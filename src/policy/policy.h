@@ -22,6 +22,9 @@ struct PathRule {
   bool exists = false;
   bool is_dir = false;
   std::string why;  // the setting or default that produced it
+  // When the path as written ends in a symlink: the link's own location.
+  // Protecting only the target would let the command replace the link.
+  std::string link;
 };
 
 // What the command line adds on top of the settings files.

@@ -67,7 +67,7 @@ class RootBuilder {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       return sys_err("mount(/, MS_REC|MS_PRIVATE)");
     // 2. Open every host source now, while "/" is still the host's tree and
-    //    before anything is mounted over /tmp. Opened with no symlinks
+    //    before anything is mounted in this namespace. Opened with no symlinks
     //    allowed: the policy resolved them on purpose, a swap since fails.
     for (const auto& m : plan_.mounts) {
       if (m.kind != K::BindHost && m.kind != K::DevNode) continue;
@@ -89,13 +89,15 @@ class RootBuilder {
     auto root = clone_tree(rootfd->get(), true, "/");
     if (!root) return root.error();
     AIRLOCK_TRY(set_attr(root->get(), MOUNT_ATTR_RDONLY | kSafe, true, "new root"));
-    // Attached over /tmp only so that it is part of this namespace's tree
-    // (a detached tree cannot be mounted on before Linux 6.15); the host's
-    // /tmp is untouched, this namespace is private.
-    auto tmp = sys::open_path_nofollow("/tmp", O_DIRECTORY);
-    if (!tmp) return tmp.error();
-    if (::move_mount(root->get(), "", tmp->get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
-      return sys_err("move_mount(new root, /tmp)");
+    // Attached over /proc only so that it is part of this namespace's tree
+    // (a detached tree cannot be mounted on before Linux 6.15). /proc, because
+    // no policy path may lie under it: a recursive bind of a source would
+    // otherwise carry the new root along (e.g. a workspace at /tmp). The
+    // host's /proc is untouched, this namespace is private.
+    auto proc = sys::open_path_nofollow("/proc", O_DIRECTORY);
+    if (!proc) return proc.error();
+    if (::move_mount(root->get(), "", proc->get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+      return sys_err("move_mount(new root, /proc)");
     root_ = std::move(*root);
     // 5. The plan's steps, in order.
     for (const auto& m : plan_.mounts) {

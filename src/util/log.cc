@@ -2,11 +2,19 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include "util/sys.h"
 
 namespace airlock::log {
 namespace {
 bool g_debug = false;
+const auto g_start = std::chrono::steady_clock::now();
+}
+
+long elapsed_us() {
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - g_start).count());
 }
 
 void set_debug(bool on) { g_debug = on; }
@@ -15,7 +23,7 @@ bool debug_enabled() { return g_debug; }
 void line(const std::string& msg) {
   // One write per line so lines from the supervisor and the sandbox's init
   // never interleave mid-line.
-  std::string s = "airlock: " + msg + "\n";
+  std::string s = g_debug ? fmt::format("airlock: [{:>6}us] {}\n", elapsed_us(), msg) : "airlock: " + msg + "\n";
   (void)sys::write_all(STDERR_FILENO, s.data(), s.size());
 }
 

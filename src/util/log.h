@@ -11,6 +11,8 @@ namespace airlock::log {
 void set_debug(bool on);
 bool debug_enabled();
 void line(const std::string& msg);  // always printed
+// Microseconds since the process started (for --debug timings).
+long elapsed_us();
 
 template <typename... Args>
 void info(fmt::format_string<Args...> f, Args&&... args) {

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "harness.h"
 
 namespace airlock::test {
@@ -205,6 +208,25 @@ TEST(Run, UsageErrorsExit125) {
   EXPECT_EQ(v.code, 0);
   EXPECT_EQ(v.out.rfind("airlock ", 0), 0u);
   EXPECT_EQ(run_program({airlock_bin(), "help"}).code, 0);
+}
+
+}  // namespace airlock::test
+
+namespace airlock::test {
+
+// A workspace under the host's /tmp is bound into the private /tmp; the rest
+// of the host's /tmp stays invisible.
+TEST(Run, WorkspaceUnderHostTmp) {
+  char t[] = "/tmp/airlock-ws-XXXXXX";
+  ASSERT_NE(::mkdtemp(t), nullptr);
+  std::string ws = t;
+  auto r = run_program({airlock_bin(), "run", "--", "/bin/sh", "-c", "echo in > made.txt; ls /tmp"},
+                       RunOptions{ws, {}, "", 20000});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, ws.substr(5) + "\n");  // only the workspace's own folder
+  struct stat st {};
+  EXPECT_EQ(::stat((ws + "/made.txt").c_str(), &st), 0);
+  (void)!std::system(("rm -rf " + ws).c_str());
 }
 
 }  // namespace airlock::test
