@@ -135,6 +135,7 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     for (const auto& e : s.no_delete) AIRLOCK_TRY(b.add(RuleKind::NoDelete, e.raw, e.literal, e.where, true));
     if (s.allow_git_config) allow_git_config = *s.allow_git_config;
     if (s.protect_depth) p.protect_depth = *s.protect_depth;
+    if (s.allow_nested_userns) p.allow_nested_userns = *s.allow_nested_userns;
     for (const auto& k : s.not_enforced)
       p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet{}", s.source, k,
                                     k.rfind("network", 0) == 0 || k.rfind("credentials", 0) == 0
@@ -161,7 +162,7 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
       bool in_git = pn.rel.rfind(".git/", 0) == 0;
       struct stat st {};
       if (in_git && !git_dir) continue;  // no repository here: nothing to protect, and `git init` must work
-      if (::lstat(path.c_str(), &st) != 0 && (!top || in_git && pn.rel != ".git/hooks"))
+      if (::lstat(path.c_str(), &st) != 0 && (!top || (in_git && pn.rel != ".git/hooks")))
         continue;  // nested: only what exists; in .git only hooks gets a placeholder
       AIRLOCK_TRY(b.add(RuleKind::DenyWrite, path, true, "protected file " + pn.rel, false));
     }

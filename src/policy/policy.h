@@ -44,6 +44,7 @@ struct Policy {
   gid_t gid = 0;
   std::vector<PathRule> rules;
   int protect_depth = 3;
+  bool allow_nested_userns = false;  // allowNestedUserNamespaces
   std::vector<std::string> argv;
   std::vector<std::string> env;          // NAME=value, final
   std::vector<std::string> env_removed;  // names removed

@@ -82,8 +82,9 @@ const std::vector<KeySpec>& settings_keys() {
       {"javaAgentJarPath", T::String, "srt", S::NoEffect, "Not used."},
       {"windows", T::Opaque, "srt", S::NoEffect, "Windows only."},
       {"git", T::Opaque, "srt", S::NoEffect, "Not used yet."},
-      {"allowNestedUserNamespaces", T::Bool, "srt", S::Planned,
-       "Let the command create user namespaces (hardening layer)."},
+      {"allowNestedUserNamespaces", T::Bool, "srt", S::Enforced,
+       "Let the command create its own user namespaces (and mount inside them), for browsers' and "
+       "rootless containers' own sandboxes. Default false."},
   };
   return keys;
 }
@@ -259,6 +260,8 @@ class Parser {
     else if (key == "filesystem.disabled") {
       if (v.get<bool>()) return fail(key, "airlock never runs without its filesystem boundary; remove this key");
       s.fs_disabled = false;
+    } else if (key == "allowNestedUserNamespaces") {
+      s.allow_nested_userns = v.get<bool>();
     } else if (key == "mandatoryDenySearchDepth") {
       long long d = v.get<long long>();
       if (d < 1 || d > 10) return fail(key, "must be between 1 and 10, got {}", d);

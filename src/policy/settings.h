@@ -57,6 +57,7 @@ struct Settings {
   std::vector<PathSpec> deny_read, allow_read, allow_write, deny_write, no_delete;
   std::optional<bool> allow_git_config;
   std::optional<int> protect_depth;  // mandatoryDenySearchDepth
+  std::optional<bool> allow_nested_userns;
   std::optional<bool> fs_disabled;
   std::vector<std::string> env_keep;    // environment.keep
   std::vector<std::string> env_remove;  // environment.remove

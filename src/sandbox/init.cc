@@ -19,6 +19,7 @@
 #include "sandbox/caps.h"
 #include "sandbox/mounts.h"
 #include "sandbox/protocol.h"
+#include "seccomp/filter.h"
 #include "sandbox/sandbox.h"
 #include "util/log.h"
 #include "util/sys.h"
@@ -142,22 +143,34 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
     if (!rep) fail(sock, rep.error().message);
     log::debug("landlock ABI {}: {} rules ({} paths vanished since planning)", rep->abi, rep->rules, rep->skipped);
   }
-  // 9. Signals arrive as data (sigwaitinfo), never as handlers.
+  // 9. The syscall filter, last: everything above needed calls it refuses.
+  //    Refusals are answered by the supervisor through the listener.
+  auto listener = seccomp::install(seccomp::Options{spec.policy->allow_nested_userns});
+  if (!listener) fail(sock, listener.error().message);
+  // 10. Signals arrive as data (sigwaitinfo), never as handlers.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
   for (int s : kForwarded) sigaddset(&set, s);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  // 10. The command.
+  // 11. The command.
   pid_t cmd = ::fork();
   if (cmd < 0) fail(sock, fmt::format("fork: {}", std::strerror(errno)));
   if (cmd == 0) {
     master.reset();
+    listener->reset();
     exec_command(spec, slave);
   }
-  if (!send_msg(sock, MsgType::Ready, "", go.use_pty ? master.get() : -1)) ::_exit(kExitAirlockError);
+  // The supervisor gets the pty master ("p") and the filter's listener ("s").
+  std::string tags;
+  std::vector<int> fds;
+  if (go.use_pty) { tags += 'p'; fds.push_back(master.get()); }
+  tags += 's';
+  fds.push_back(listener->get());
+  if (!send_msg(sock, MsgType::Ready, tags, fds)) ::_exit(kExitAirlockError);
   master.reset();
-  // 11. Reap everything; forward signals to the command's process group;
+  listener->reset();
+  // 12. Reap everything; forward signals to the command's process group;
   //     when the command ends, report and end the namespace with it.
   for (;;) {
     siginfo_t si;

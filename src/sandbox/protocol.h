@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "util/fd.h"
 #include "util/result.h"
@@ -25,12 +26,12 @@ enum class MsgType : uint8_t {
   Status = 'S',  // the command's wait status (int) as init saw it
 };
 
-Status send_msg(int sock, MsgType type, const std::string& payload, int pass_fd = -1);
+Status send_msg(int sock, MsgType type, const std::string& payload, const std::vector<int>& pass_fds = {});
 
 struct Msg {
   MsgType type;
   std::string payload;
-  UniqueFd fd;  // received descriptor, if any
+  std::vector<UniqueFd> fds;  // received descriptors, in order
 };
 // Returns an error on EOF (peer gone) as well.
 Result<Msg> recv_msg(int sock);

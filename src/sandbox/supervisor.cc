@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "sandbox/protocol.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/terminal.h"
+#include "seccomp/filter.h"
 #include "util/log.h"
 #include "util/sys.h"
 
@@ -113,7 +115,10 @@ class Supervisor {
     if (!ready) return fail_and_reap(ready.error().message);
     if (ready->type == MsgType::Error) return fail_and_reap(ready->payload);
     if (ready->type != MsgType::Ready) return fail_and_reap("unexpected message from the sandbox");
-    master_ = std::move(ready->fd);
+    for (size_t i = 0; i < ready->payload.size() && i < ready->fds.size(); ++i) {
+      if (ready->payload[i] == 'p') master_ = std::move(ready->fds[i]);
+      if (ready->payload[i] == 's') listener_ = std::move(ready->fds[i]);
+    }
     return relay();
   }
 
@@ -162,11 +167,12 @@ class Supervisor {
     std::optional<int> status;
     bool sock_open = true;
     for (;;) {
-      struct pollfd p[5];
+      struct pollfd p[6];
       int n = 0;
       p[n++] = {sigfd_.get(), POLLIN, 0};
       p[n++] = {pidfd_.get(), POLLIN, 0};
-      int i_sock = -1, i_in = -1, i_master = -1;
+      int i_sock = -1, i_in = -1, i_master = -1, i_filter = -1;
+      if (listener_) { i_filter = n; p[n++] = {listener_.get(), POLLIN, 0}; }
       if (sock_open) { i_sock = n; p[n++] = {sock_.get(), POLLIN, 0}; }
       if (stdin_open) { i_in = n; p[n++] = {STDIN_FILENO, POLLIN, 0}; }
       if (master_) { i_master = n; p[n++] = {master_.get(), POLLIN, 0}; }
@@ -177,6 +183,10 @@ class Supervisor {
       if (p[0].revents & POLLIN) {
         struct signalfd_siginfo si;
         while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) forward(static_cast<int>(si.ssi_signo));
+      }
+      if (i_filter >= 0 && p[i_filter].revents) {
+        if (p[i_filter].revents & (POLLHUP | POLLERR)) listener_.reset();  // nobody left under the filter
+        else record(seccomp::answer(listener_.get(), filter_opts()));
       }
       if (i_master >= 0 && p[i_master].revents) {
         if (!pump(master_.get(), out_fd())) master_.reset();
@@ -217,15 +227,51 @@ class Supervisor {
     child_ = -1;
     raw.reset();
     lease_.release();
-    if (status) return exit_code_of(*status);
+    if (status) {
+      int code = exit_code_of(*status);
+      if (code != 0) summarize_denials();
+      return code;
+    }
     if (info.si_code == CLD_EXITED && info.si_status == kExitAirlockError) return kExitAirlockError;
     return fail(fmt::format("the sandbox's init ended unexpectedly ({} {})",
                             info.si_code == CLD_EXITED ? "exit" : "signal", info.si_status));
   }
 
+  seccomp::Options filter_opts() const { return seccomp::Options{spec_.policy->allow_nested_userns}; }
+
+  void record(const Result<std::vector<seccomp::Denial>>& r) {
+    if (!r) {
+      log::line(r.error().message);
+      return;
+    }
+    for (const auto& d : *r) {
+      log::debug("refused syscall {} ({}, group '{}') from pid {} ({})", d.syscall,
+                 d.errnum ? strerrorname_np(d.errnum) : "killed", d.group, d.pid, d.comm);
+      ++denial_count_;
+      auto it = std::find_if(denials_.begin(), denials_.end(), [&](const auto& e) {
+        return e.first.syscall == d.syscall && e.first.group == d.group;
+      });
+      if (it != denials_.end()) {
+        it->first = d;
+        ++it->second;
+      } else if (denials_.size() < 8) {
+        denials_.emplace_back(d, 1);
+      }
+    }
+  }
+
+  // When the command failed, say which refusals may explain it.
+  void summarize_denials() {
+    for (const auto& [d, n] : denials_)
+      log::info("refused syscall {} ({}) {} time{}, last by pid {} ({}): the '{}' rule of the syscall filter", d.syscall,
+                strerrorname_np(d.errnum), n, n == 1 ? "" : "s", d.pid, d.comm, d.group);
+  }
+
   const Spec& spec_;
   fs::PlaceholderLease lease_;
-  UniqueFd sigfd_, sock_, pidfd_, master_;
+  UniqueFd sigfd_, sock_, pidfd_, master_, listener_;
+  std::vector<std::pair<seccomp::Denial, int>> denials_;
+  long denial_count_ = 0;
   pid_t child_ = -1;
 };
 

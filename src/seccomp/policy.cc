@@ -24,7 +24,7 @@ std::vector<Rule> calls(std::initializer_list<const char*> names) {
 // One rule per namespace flag: libseccomp cannot test "any of these bits".
 std::vector<Rule> namespace_flag_rules(const char* sys) {
   std::vector<Rule> v;
-  for (uint64_t f : {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS,
+  for (uint64_t f : std::initializer_list<uint64_t>{CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS,
                      CLONE_NEWCGROUP, 0x80ULL /* CLONE_NEWTIME */})
     v.push_back(Rule{sys, {{0, f, f}}, {}});
   return v;
