@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cli/doctor.h"
 #include "fs/landlock.h"
 #include "fs/plan.h"
 #include "policy/policy.h"
@@ -100,6 +101,7 @@ int main_impl(int argc, char** argv) {
   run->add_option("command", opts.argv, "The command and its arguments (after --)");
   run->positionals_at_end(true);
 
+  auto* doctor = app.add_subcommand("doctor", "What this machine supports and what airlock run enforces here");
   auto* help = app.add_subcommand("help", "Show help: airlock help [settings]");
   std::string topic;
   help->add_option("topic", topic, "settings");
@@ -120,6 +122,13 @@ int main_impl(int argc, char** argv) {
       opts.argv = {"/bin/sh", "-c", shell_string};
     }
     return cmd_run(opts);
+  }
+  if (*doctor) {
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return die("readlink(/proc/self/exe) failed");
+    self[n] = 0;
+    return cli::doctor(self);
   }
   if (*help && topic == "settings") {
     std::cout << policy::settings_table_markdown();

@@ -119,6 +119,10 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   auto rcwd = fs::resolve(cwd);
   p.cwd = (rcwd && fs::is_within(rcwd->path, p.workspace)) ? rcwd->path : p.workspace;
 
+  // A memory bomb must not take the host down: by default, half the memory.
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) p.limits.memory_bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2;
+
   Builder b(p);
   // 1. Built-in default: the workspace is writable; secret stores are hidden.
   p.rules.push_back({RuleKind::AllowWrite, p.workspace, true, true, "workspace (--workspace or the current folder)"});
@@ -136,6 +140,14 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     if (s.allow_git_config) allow_git_config = *s.allow_git_config;
     if (s.protect_depth) p.protect_depth = *s.protect_depth;
     if (s.allow_nested_userns) p.allow_nested_userns = *s.allow_nested_userns;
+    for (const auto& [k, v] : s.limits) {
+      if (k == "timeoutSeconds") p.limits.timeout_seconds = v;
+      else if (k == "maxProcesses") p.limits.max_processes = v;
+      else if (k == "memoryBytes") p.limits.memory_bytes = v;
+      else if (k == "openFiles") p.limits.open_files = v;
+      else if (k == "fileSizeBytes") p.limits.file_size_bytes = v;
+      else if (k == "cpuSeconds") p.limits.cpu_seconds = v;
+    }
     for (const auto& k : s.not_enforced)
       p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet{}", s.source, k,
                                     k.rfind("network", 0) == 0 || k.rfind("credentials", 0) == 0

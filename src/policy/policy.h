@@ -27,6 +27,16 @@ struct PathRule {
   std::string link;
 };
 
+// Resource limits (settings "limits"); 0 means none.
+struct Limits {
+  uint64_t timeout_seconds = 0;
+  uint64_t max_processes = 4096;  // a fork bomb stops here
+  uint64_t memory_bytes = 0;      // default: half the machine's memory (policy.cc)
+  uint64_t open_files = 0;
+  uint64_t file_size_bytes = 0;
+  uint64_t cpu_seconds = 0;
+};
+
 // What the command line adds on top of the settings files.
 struct RunOptions {
   std::string workspace;  // default: current directory
@@ -45,6 +55,7 @@ struct Policy {
   std::vector<PathRule> rules;
   int protect_depth = 3;
   bool allow_nested_userns = false;  // allowNestedUserNamespaces
+  Limits limits;
   std::vector<std::string> argv;
   std::vector<std::string> env;          // NAME=value, final
   std::vector<std::string> env_removed;  // names removed

@@ -39,6 +39,16 @@ const std::vector<KeySpec>& settings_keys() {
       {"mandatoryDenySearchDepth", T::Int, "srt", S::Enforced,
        "How many folders deep airlock looks for nested protected files (.git, .vscode, ...) in the "
        "workspace. 1-10, default 3."},
+      {"limits", T::Object, "airlock", S::Enforced, "Resource limits (see docs/limits.md)."},
+      {"limits.timeoutSeconds", T::Int, "airlock", S::Enforced,
+       "Wall-clock limit: the whole sandbox is killed and airlock exits 124. Default none."},
+      {"limits.maxProcesses", T::Int, "airlock", S::Enforced,
+       "Most processes and threads at once (cgroup pids.max, else RLIMIT_NPROC). Default 4096."},
+      {"limits.memoryBytes", T::Int, "airlock", S::Enforced,
+       "Memory cap (cgroup memory.max, else RLIMIT_DATA per process). Default half the machine's memory."},
+      {"limits.openFiles", T::Int, "airlock", S::Enforced, "RLIMIT_NOFILE. Default: inherited."},
+      {"limits.fileSizeBytes", T::Int, "airlock", S::Enforced, "Largest file the command may write (RLIMIT_FSIZE)."},
+      {"limits.cpuSeconds", T::Int, "airlock", S::Enforced, "CPU time (RLIMIT_CPU); then SIGXCPU, then SIGKILL."},
       {"environment", T::Object, "airlock", S::Enforced, "Environment of the command."},
       {"environment.keep", T::StringList, "airlock", S::Enforced,
        "Variable names kept even though they look like secrets."},
@@ -260,6 +270,10 @@ class Parser {
     else if (key == "filesystem.disabled") {
       if (v.get<bool>()) return fail(key, "airlock never runs without its filesystem boundary; remove this key");
       s.fs_disabled = false;
+    } else if (key.rfind("limits.", 0) == 0) {
+      long long n = v.get<long long>();
+      if (n < 1) return fail(key, "must be a positive integer, got {}", n);
+      s.limits.emplace_back(key.substr(7), static_cast<uint64_t>(n));
     } else if (key == "allowNestedUserNamespaces") {
       s.allow_nested_userns = v.get<bool>();
     } else if (key == "mandatoryDenySearchDepth") {

@@ -17,6 +17,7 @@
 
 #include "fs/landlock.h"
 #include "sandbox/caps.h"
+#include "sandbox/limits.h"
 #include "sandbox/mounts.h"
 #include "sandbox/protocol.h"
 #include "seccomp/filter.h"
@@ -135,25 +136,27 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   }
   // 7. Not dumpable: the command cannot ptrace init or read its memory.
   (void)::prctl(PR_SET_DUMPABLE, 0);
+  // 8. Resource limits the cgroup does not cover (or all, without one).
+  if (auto st = apply_rlimits(spec.policy->limits, go.in_cgroup); !st) fail(sock, st.error().message);
   // --- privilege ends here: no capabilities, no_new_privs -----------------
   if (auto st = drop_all_privileges(); !st) fail(sock, st.error().message);
-  // 8. Landlock: the second filesystem layer, on init and all it forks.
+  // 9. Landlock: the second filesystem layer, on init and all it forks.
   if (spec.landlock_abi > 0) {
     auto rep = fs::apply_landlock(spec.plan->landlock, spec.landlock_abi);
     if (!rep) fail(sock, rep.error().message);
     log::debug("landlock ABI {}: {} rules ({} paths vanished since planning)", rep->abi, rep->rules, rep->skipped);
   }
-  // 9. The syscall filter, last: everything above needed calls it refuses.
+  // 10. The syscall filter, last: everything above needed calls it refuses.
   //    Refusals are answered by the supervisor through the listener.
   auto listener = seccomp::install(seccomp::Options{spec.policy->allow_nested_userns});
   if (!listener) fail(sock, listener.error().message);
-  // 10. Signals arrive as data (sigwaitinfo), never as handlers.
+  // 11. Signals arrive as data (sigwaitinfo), never as handlers.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGCHLD);
   for (int s : kForwarded) sigaddset(&set, s);
   ::sigprocmask(SIG_BLOCK, &set, nullptr);
-  // 11. The command.
+  // 12. The command.
   pid_t cmd = ::fork();
   if (cmd < 0) fail(sock, fmt::format("fork: {}", std::strerror(errno)));
   if (cmd == 0) {
@@ -170,7 +173,7 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   if (!send_msg(sock, MsgType::Ready, tags, fds)) ::_exit(kExitAirlockError);
   master.reset();
   listener->reset();
-  // 12. Reap everything; forward signals to the command's process group;
+  // 13. Reap everything; forward signals to the command's process group;
   //     when the command ends, report and end the namespace with it.
   for (;;) {
     siginfo_t si;

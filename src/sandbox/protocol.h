@@ -17,6 +17,7 @@ namespace airlock::sandbox {
 struct GoMessage {
   uint8_t use_pty = 0;
   uint8_t have_winsize = 0;
+  uint8_t in_cgroup = 0;  // limits are enforced by a cgroup: rlimits only for the rest
   struct winsize ws {};
 };
 

@@ -10,6 +10,8 @@ namespace airlock::sandbox {
 // Exit status of airlock's own failures, so callers can tell them from the
 // command's.
 inline constexpr int kExitAirlockError = 125;
+// Exit status when limits.timeoutSeconds ran out (as timeout(1) does).
+inline constexpr int kExitTimeout = 124;
 
 struct Spec {
   const policy::Policy* policy;

@@ -14,10 +14,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
 
 #include "fs/placeholders.h"
+#include "sandbox/limits.h"
 #include "sandbox/protocol.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/terminal.h"
@@ -106,7 +108,15 @@ class Supervisor {
 
     if (auto st = write_id_maps(child_, spec_.policy->uid, spec_.policy->gid); !st)
       return fail_and_reap(st.error().message);
+    // Limits: a cgroup holds init (and so everything it starts) before it
+    // runs a single step of its own.
+    auto cg = Cgroup::create(spec_.policy->limits, child_);
+    if (!cg) return fail_and_reap(fmt::format("{} (setting up resource limits)", cg.error().message));
+    cgroup_ = std::move(*cg);
+    log::debug("limits: processes {} and memory {} by {}; timeout {}", spec_.policy->limits.max_processes,
+               spec_.policy->limits.memory_bytes, cgroup_.mechanism(), spec_.policy->limits.timeout_seconds);
     GoMessage go;
+    go.in_cgroup = cgroup_.mechanism() != "rlimit";
     go.use_pty = spec_.use_pty;
     if (spec_.use_pty && ::ioctl(STDIN_FILENO, TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
     if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
@@ -161,6 +171,8 @@ class Supervisor {
   }
 
   int relay() {
+    if (spec_.policy->limits.timeout_seconds)
+      deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(spec_.policy->limits.timeout_seconds);
     std::optional<RawTerminal> raw;
     if (master_ && spec_.stdio_tty[0]) raw.emplace(STDIN_FILENO);
     bool stdin_open = master_ && spec_.stdio_tty[0];
@@ -171,14 +183,28 @@ class Supervisor {
       int n = 0;
       p[n++] = {sigfd_.get(), POLLIN, 0};
       p[n++] = {pidfd_.get(), POLLIN, 0};
+      int timeout_ms = -1;
+      if (deadline_) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline_ - std::chrono::steady_clock::now());
+        timeout_ms = static_cast<int>(std::max<long>(0, left.count()));
+      }
       int i_sock = -1, i_in = -1, i_master = -1, i_filter = -1;
       if (listener_) { i_filter = n; p[n++] = {listener_.get(), POLLIN, 0}; }
       if (sock_open) { i_sock = n; p[n++] = {sock_.get(), POLLIN, 0}; }
       if (stdin_open) { i_in = n; p[n++] = {STDIN_FILENO, POLLIN, 0}; }
       if (master_) { i_master = n; p[n++] = {master_.get(), POLLIN, 0}; }
-      if (::poll(p, static_cast<nfds_t>(n), -1) < 0) {
+      int ready = ::poll(p, static_cast<nfds_t>(n), timeout_ms);
+      if (ready < 0) {
         if (errno == EINTR) continue;
         break;
+      }
+      if (ready == 0 && deadline_) {
+        // Wall clock is up: the whole sandbox goes (init's death ends the
+        // pid namespace), and airlock says so.
+        ::kill(child_, SIGKILL);
+        deadline_.reset();
+        timed_out_ = true;
+        continue;
       }
       if (p[0].revents & POLLIN) {
         struct signalfd_siginfo si;
@@ -227,6 +253,11 @@ class Supervisor {
     child_ = -1;
     raw.reset();
     lease_.release();
+    for (const auto& e : cgroup_.events()) log::info("{}", e);
+    if (timed_out_) {
+      log::info("timed out after {} s (limits.timeoutSeconds): the sandbox was killed", spec_.policy->limits.timeout_seconds);
+      return kExitTimeout;
+    }
     if (status) {
       int code = exit_code_of(*status);
       if (code != 0) summarize_denials();
@@ -270,6 +301,9 @@ class Supervisor {
   const Spec& spec_;
   fs::PlaceholderLease lease_;
   UniqueFd sigfd_, sock_, pidfd_, master_, listener_;
+  Cgroup cgroup_;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+  bool timed_out_ = false;
   std::vector<std::pair<seccomp::Denial, int>> denials_;
   long denial_count_ = 0;
   pid_t child_ = -1;
