@@ -196,11 +196,7 @@ class Planner {
     return best;
   }
 
-  static bool in_private_tmpfs(const std::string& path) {
-    for (const auto& t : kPrivateTmpfs)
-      if (is_within(path, t) && path != t) return true;
-    return false;
-  }
+
 
   bool mount_layer_writable(Access a) const { return a == Access::ReadWrite || a == Access::ReadWriteNoDelete; }
 
@@ -210,7 +206,10 @@ class Planner {
     // The fixed skeleton: private /tmp and /run (they hold the host's sockets
     // and other users' files), fresh /proc, a minimal /dev.
     m.push_back({K::Tmpfs, "/tmp", "", false, true, false, "private /tmp"});
-    m.push_back({K::Tmpfs, "/run", "", false, true, false, "private /run (hides the host's sockets)"});
+    if (p_.host_run)
+      m.push_back({K::BindHost, "/run", "/run", true, true, false, "network.allowAllUnixSockets: the host's /run, read-only"});
+    else
+      m.push_back({K::Tmpfs, "/run", "", false, true, false, "private /run (hides the host's sockets)"});
     m.push_back({K::Proc, "/proc", "", false, true, false, "procfs of the sandbox's pid namespace"});
     for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"})
       m.push_back({K::ProcReadOnly, p, "", true, true, false, "kernel knobs stay read-only"});
@@ -230,6 +229,7 @@ class Planner {
     enum class Shows { HostRO, HostRW, Empty };
     std::map<std::string, Shows> shows = {{"/", Shows::HostRO}};
     for (const auto& t : kPrivateTmpfs) shows[t] = Shows::Empty;
+    if (p_.host_run) shows["/run"] = Shows::HostRO;
     for (Node* n : ordered()) {
       if (n->path == "/") continue;
       std::string anc = "/";
@@ -337,7 +337,7 @@ class Planner {
     // Fixed skeleton rights.
     struct Fixed { const char* path; uint64_t r; };
     const Fixed fixed[] = {
-        {"/tmp", ll::kReadWrite}, {"/run", ll::kReadWrite}, {"/dev/shm", ll::kReadWrite},
+        {"/tmp", ll::kReadWrite}, {"/run", p_.host_run ? ll::kRead : ll::kReadWrite}, {"/dev/shm", ll::kReadWrite},
         {"/dev/pts", ll::kRead | ll::kWriteFile | ll::kIoctlDev | ll::kTruncate},
         {"/dev", ll::kRead | ll::kWriteFile | ll::kTruncate | ll::kIoctlDev},
         {"/proc", ll::kRead | ll::kWriteFile},

@@ -138,6 +138,10 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     for (const auto& e : s.deny_write) AIRLOCK_TRY(b.add(RuleKind::DenyWrite, e.raw, e.literal, e.where, false));
     for (const auto& e : s.no_delete) AIRLOCK_TRY(b.add(RuleKind::NoDelete, e.raw, e.literal, e.where, true));
     if (s.allow_git_config) allow_git_config = *s.allow_git_config;
+    // Host sockets exposed on purpose: bound into the sandbox where they are
+    // (a socket under the private /run or /tmp is bound into it).
+    for (const auto& e : s.allow_unix_sockets) AIRLOCK_TRY(b.add(RuleKind::AllowRead, e.raw, true, e.where, true));
+    if (s.allow_all_unix_sockets) p.host_run = *s.allow_all_unix_sockets;
     if (s.protect_depth) p.protect_depth = *s.protect_depth;
     if (s.allow_nested_userns) p.allow_nested_userns = *s.allow_nested_userns;
     for (const auto& [k, v] : s.limits) {

@@ -55,6 +55,7 @@ struct Policy {
   std::vector<PathRule> rules;
   int protect_depth = 3;
   bool allow_nested_userns = false;  // allowNestedUserNamespaces
+  bool host_run = false;             // network.allowAllUnixSockets: the host's /run, read-only
   Limits limits;
   std::vector<std::string> argv;
   std::vector<std::string> env;          // NAME=value, final

@@ -61,8 +61,10 @@ const std::vector<KeySpec>& settings_keys() {
       {"network.strictAllowlist", T::Bool, "srt", S::NetworkOff, "Refuse every host not allowed."},
       {"network.deniedResolvedAddresses", T::StringList, "srt", S::NetworkOff,
        "CIDRs refused after DNS resolution."},
-      {"network.allowUnixSockets", T::PathList, "srt", S::NetworkOff, "Host unix sockets to expose."},
-      {"network.allowAllUnixSockets", T::Bool, "srt", S::NetworkOff, "Expose every host unix socket."},
+      {"network.allowUnixSockets", T::PathList, "srt", S::Enforced,
+       "Host unix sockets to expose (e.g. the docker socket), each bound into the sandbox on purpose."},
+      {"network.allowAllUnixSockets", T::Bool, "srt", S::Enforced,
+       "Show the host's /run read-only instead of a private one, so its sockets can be reached. Default false."},
       {"network.allowLocalBinding", T::Bool, "srt", S::NetworkOff, "Allow binding local ports."},
       {"network.allowMachLookup", T::Opaque, "srt", S::NoEffect, "macOS only."},
       {"network.httpProxyPort", T::Int, "srt", S::NetworkOff, "External HTTP proxy port."},
@@ -274,6 +276,10 @@ class Parser {
       long long n = v.get<long long>();
       if (n < 1) return fail(key, "must be a positive integer, got {}", n);
       s.limits.emplace_back(key.substr(7), static_cast<uint64_t>(n));
+    } else if (key == "network.allowUnixSockets") {
+      s.allow_unix_sockets = paths(key, v);
+    } else if (key == "network.allowAllUnixSockets") {
+      s.allow_all_unix_sockets = v.get<bool>();
     } else if (key == "allowNestedUserNamespaces") {
       s.allow_nested_userns = v.get<bool>();
     } else if (key == "mandatoryDenySearchDepth") {

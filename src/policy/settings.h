@@ -58,6 +58,8 @@ struct Settings {
   std::optional<bool> allow_git_config;
   std::optional<int> protect_depth;  // mandatoryDenySearchDepth
   std::optional<bool> allow_nested_userns;
+  std::vector<PathSpec> allow_unix_sockets;     // network.allowUnixSockets
+  std::optional<bool> allow_all_unix_sockets;   // network.allowAllUnixSockets
   // limits.*: key name -> value, as written.
   std::vector<std::pair<std::string, uint64_t>> limits;
   std::optional<bool> fs_disabled;

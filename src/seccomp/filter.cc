@@ -41,6 +41,10 @@ Result<UniqueFd> install(const Options& opt) {
   // mixes ABIs in one process, so such a process is killed, not answered.
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc != 0)
     return sys_err("seccomp_attr_set(BADARCH)", -rc);
+  // A binary tree over syscall numbers instead of a linear chain: allowed
+  // calls cost a few comparisons (and the kernel caches the always-allowed).
+  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2); rc != 0)
+    return sys_err("seccomp_attr_set(OPTIMIZE)", -rc);
   for (const auto& g : groups()) {
     if (g.lifted_by_nested_userns && opt.allow_nested_userns) continue;
     for (const auto& r : g.rules) {
