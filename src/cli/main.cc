@@ -80,7 +80,10 @@ int cmd_run(const policy::RunOptions& opts) {
   spec.plan = &*plan;
   spec.landlock_abi = abi;
   for (int i = 0; i < 3; ++i) spec.stdio_tty[i] = ::isatty(i) == 1;
-  spec.use_pty = spec.stdio_tty[0];
+  // Any terminal among stdio is replaced by a pty of the sandbox's own: the
+  // caller's terminal itself never reaches the command (it could read the
+  // user's keystrokes from it, or leave it in raw mode).
+  spec.use_pty = spec.stdio_tty[0] || spec.stdio_tty[1] || spec.stdio_tty[2];
   return sandbox::run(spec);
 }
 

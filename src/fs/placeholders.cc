@@ -5,10 +5,12 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <poll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -24,19 +26,30 @@ namespace {
 
 // Per-user folder for the registry: $XDG_RUNTIME_DIR/airlock, else
 // /tmp/airlock-UID; must be ours, mode 0700, not a symlink.
+// A private folder of this user for the registry, outside every sandbox's
+// view: $XDG_RUNTIME_DIR/airlock (the sandbox's /run is private), else
+// /tmp/airlock-UID (its /tmp is private), else ~/.cache/airlock when another
+// user squats the /tmp name (a built-in secret path, so hidden inside).
 Result<std::string> state_dir() {
-  std::string base;
+  auto usable = [](const std::string& dir) {
+    struct stat st {};
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return false;
+    return ::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::getuid() &&
+           (st.st_mode & 077) == 0;
+  };
   const char* xdg = ::getenv("XDG_RUNTIME_DIR");
   struct stat st {};
-  if (xdg && xdg[0] == '/' && ::stat(xdg, &st) == 0 && st.st_uid == ::getuid())
-    base = std::string(xdg) + "/airlock";
-  else
-    base = fmt::format("/tmp/airlock-{}", ::getuid());
-  if (::mkdir(base.c_str(), 0700) != 0 && errno != EEXIST) return sys_err(fmt::format("mkdir({})", base));
-  if (::lstat(base.c_str(), &st) != 0) return sys_err(fmt::format("lstat({})", base));
-  if (!S_ISDIR(st.st_mode) || st.st_uid != ::getuid() || (st.st_mode & 077) != 0)
-    return err("{}: not a private folder of this user; refusing to keep state there", base);
-  return base;
+  if (xdg && xdg[0] == '/' && ::stat(xdg, &st) == 0 && st.st_uid == ::getuid() && usable(std::string(xdg) + "/airlock"))
+    return std::string(xdg) + "/airlock";
+  std::string tmp = fmt::format("/tmp/airlock-{}", ::getuid());
+  if (usable(tmp)) return tmp;
+  const char* home = ::getenv("HOME");
+  if (home && home[0] == '/') {
+    std::string cache = std::string(home) + "/.cache";
+    (void)::mkdir(cache.c_str(), 0700);
+    if (usable(cache + "/airlock")) return cache + "/airlock";
+  }
+  return err("{}: not a private folder of this user, and no other place for airlock's state", tmp);
 }
 
 std::string read_all(int fd) {
@@ -55,12 +68,27 @@ void write_registry(int fd, const std::string& s) {
     log::debug("placeholder registry: {}", std::strerror(errno));
 }
 
+// Registry entries are "d PATH" / "f PATH", NUL-separated: a path may hold
+// any byte but NUL. An entry outside the workspace is ignored, whoever wrote it.
+std::vector<std::string> entries(const std::string& registry) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < registry.size()) {
+    size_t j = registry.find('\0', i);
+    if (j == std::string::npos) j = registry.size();
+    if (j > i) out.push_back(registry.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
 // Removes one placeholder if it is still empty. Looked up without following
 // symlinks: a link planted in its place is left alone.
-void remove_if_empty(const std::string& line) {
-  if (line.size() < 3) return;
-  bool dir = line[0] == 'd';
-  std::string path = line.substr(2);
+void remove_if_empty(const std::string& workspace, const std::string& entry) {
+  if (entry.size() < 3 || entry[1] != ' ') return;
+  bool dir = entry[0] == 'd';
+  std::string path = entry.substr(2);
+  if (path != normalize(path) || !is_within(path, workspace) || path == workspace) return;
   auto parent_fd = sys::open_path_nofollow(parent(path), O_DIRECTORY);
   if (!parent_fd) return;
   std::string name = path.substr(path.rfind('/') + 1);
@@ -73,15 +101,18 @@ void remove_if_empty(const std::string& line) {
   }
 }
 
+void sweep(const std::string& workspace, const std::string& registry) {
+  for (const auto& e : entries(registry)) remove_if_empty(workspace, e);
+}
+
 }  // namespace
 
-void release_placeholders(int lock_fd, int hold_fd) {
+void release_placeholders(const std::string& workspace, int lock_fd, int hold_fd) {
   (void)::flock(lock_fd, LOCK_EX);
   // Only the last holder cleans up: the exclusive hold succeeds only when no
   // other airlock run on this workspace still holds its shared one.
   if (::flock(hold_fd, LOCK_EX | LOCK_NB) == 0) {
-    std::istringstream in(read_all(lock_fd));
-    for (std::string line; std::getline(in, line);) remove_if_empty(line);
+    sweep(workspace, read_all(lock_fd));
     write_registry(lock_fd, "");
   }
   (void)::flock(hold_fd, LOCK_UN);
@@ -91,7 +122,10 @@ void release_placeholders(int lock_fd, int hold_fd) {
 Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
                                                    const std::vector<Placeholder>& items) {
   PlaceholderLease lease;
-  if (items.empty()) return lease;
+  lease.workspace_ = workspace;
+  // Every run on a workspace holds the shared lock, with or without
+  // placeholders of its own: a run that found another run's placeholders in
+  // place relies on them as much as their creator does.
   auto dir = state_dir();
   if (!dir) return dir.error();
   std::string key = fmt::format("{}/ws-{:016x}", *dir, std::hash<std::string>{}(workspace));
@@ -103,8 +137,7 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
   if (::flock(lease.hold_.get(), LOCK_EX | LOCK_NB) == 0) {
     // Nobody else is running here: leftovers of a run that died with its
     // janitor are cleaned now.
-    std::istringstream in(registry);
-    for (std::string line; std::getline(in, line);) remove_if_empty(line);
+    sweep(workspace, registry);
     registry.clear();
   }
   if (::flock(lease.hold_.get(), LOCK_SH) != 0) return sys_err("flock(placeholder hold)");
@@ -113,7 +146,12 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
     auto parent_fd = sys::open_path_nofollow(parent(p.path), O_DIRECTORY);
     if (!parent_fd) { status = err("placeholder {}: {}", p.path, parent_fd.error().message); break; }
     std::string name = p.path.substr(p.path.rfind('/') + 1);
-    std::string line = fmt::format("{} {}\n", p.dir ? 'd' : 'f', p.path);
+    if (std::any_of(p.path.begin(), p.path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+      status = err("placeholder {:?}: control characters in a protected path; refusing", p.path);
+      break;
+    }
+    std::string line = fmt::format("{} {}", p.dir ? 'd' : 'f', p.path);
+    line.push_back('\0');
     int rc;
     if (p.dir) {
       rc = ::mkdirat(parent_fd->get(), name.c_str(), 0755);
@@ -132,6 +170,7 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
     lease.release();
     return status.error();
   }
+  if (registry.empty()) return lease;  // nothing to clean up after a SIGKILL
   // The janitor: a process of its own session that outlives a SIGKILL of
   // airlock. It waits for EOF on the pipe; "x" first means a clean release.
   int pfd[2];
@@ -145,16 +184,35 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
     signal(SIGHUP, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     wr.reset();
+    // Keep only what the janitor needs: the registry lock, the hold and the pipe.
+    for (int fd = 3; fd < 4096; ++fd)
+      if (fd != lease.lock_.get() && fd != lease.hold_.get() && fd != rd.get()) ::close(fd);
     for (int fd = 0; fd < 3; ++fd) {
       int n = ::open("/dev/null", O_RDWR);
       if (n >= 0 && n != fd) { ::dup2(n, fd); ::close(n); }
     }
-    char c = 0;
-    ssize_t n;
-    do n = ::read(rd.get(), &c, 1);
-    while (n < 0 && errno == EINTR);
-    if (n == 1 && c == 'x') ::_exit(0);
-    release_placeholders(lease.lock_.get(), lease.hold_.get());
+    // Messages: "p" + pid of the sandbox's init once it exists; "x" for a
+    // clean release by the supervisor. EOF without "x": airlock died.
+    pid_t init = -1;
+    for (;;) {
+      char msg[1 + sizeof(pid_t)];
+      ssize_t n;
+      do n = ::read(rd.get(), msg, 1);
+      while (n < 0 && errno == EINTR);
+      if (n != 1) break;
+      if (msg[0] == 'x') ::_exit(0);
+      if (msg[0] == 'p' && sys::read_exact(rd.get(), &init, sizeof init)) continue;
+    }
+    // Remove nothing while the sandbox may still run: wait for init to go
+    // (it dies with the supervisor, so this is short).
+    if (init > 0) {
+      int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, init, 0));
+      if (pidfd >= 0) {
+        struct pollfd pf = {pidfd, POLLIN, 0};
+        (void)::poll(&pf, 1, 10000);
+      }
+    }
+    release_placeholders(lease.workspace_, lease.lock_.get(), lease.hold_.get());
     ::_exit(0);
   }
   lease.janitor_ = pid;
@@ -162,10 +220,18 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
   return lease;
 }
 
+void PlaceholderLease::watch(pid_t init) {
+  if (!janitor_pipe_) return;
+  char msg[1 + sizeof(pid_t)];
+  msg[0] = 'p';
+  std::memcpy(msg + 1, &init, sizeof init);
+  (void)sys::write_all(janitor_pipe_.get(), msg, sizeof msg);
+}
+
 void PlaceholderLease::release() {
   if (!active_) return;
   active_ = false;
-  release_placeholders(lock_.get(), hold_.get());
+  release_placeholders(workspace_, lock_.get(), hold_.get());
   if (janitor_pipe_) {
     (void)sys::write_all(janitor_pipe_.get(), "x", 1);
     janitor_pipe_.reset();
@@ -176,6 +242,7 @@ void PlaceholderLease::release() {
 PlaceholderLease& PlaceholderLease::operator=(PlaceholderLease&& o) noexcept {
   if (this != &o) {
     release();
+    workspace_ = std::move(o.workspace_);
     lock_ = std::move(o.lock_);
     hold_ = std::move(o.hold_);
     janitor_pipe_ = std::move(o.janitor_pipe_);

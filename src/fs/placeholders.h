@@ -31,16 +31,20 @@ class PlaceholderLease {
   // janitor. Nothing to do for an empty list.
   static Result<PlaceholderLease> acquire(const std::string& workspace, const std::vector<Placeholder>& items);
 
+  // Tells the janitor which process must be gone before it may clean up.
+  void watch(pid_t init);
+
   // Gives the lease back; the last holder removes the placeholders.
   void release();
 
  private:
+  std::string workspace_;
   UniqueFd lock_, hold_, janitor_pipe_;
   pid_t janitor_ = -1;
   bool active_ = false;
 };
 
 // The shared release step (also run by the janitor).
-void release_placeholders(int lock_fd, int hold_fd);
+void release_placeholders(const std::string& workspace, int lock_fd, int hold_fd);
 
 }  // namespace airlock::fs

@@ -53,7 +53,7 @@ struct Node {
 // A protected name that is a symlink: the link itself is covered.
 struct LinkPin {
   std::string link, target;
-  bool target_is_dir;
+  bool target_is_dir;  // informational: the link is always covered by an empty file
   std::string why;
 };
 
@@ -87,6 +87,14 @@ class Planner {
     node("/").write = 0;
     node("/").read_why = node("/").write_why = "default: the host is read-only";
     for (const auto& r : p_.rules) {
+      bool managed = false;
+      for (const auto& m : kManaged) managed = managed || is_within(r.path, m);
+      if (managed && !r.link.empty()) {
+        // A protected link into /proc or /dev (a repository's trick to stop
+        // airlock from starting): the link is covered, the target is ours.
+        links_.push_back({r.link, r.path, r.is_dir, r.why + " (the link itself)"});
+        continue;
+      }
       for (const auto& m : kManaged)
         if (is_within(r.path, m)) return err("{}: '{}' is inside {}, which airlock builds itself", r.why, r.path, m);
       if (r.path == "/" && (r.kind == RuleKind::DenyRead || r.kind == RuleKind::AllowWrite || r.kind == RuleKind::NoDelete))
@@ -273,12 +281,12 @@ class Planner {
       plan_.mounts.push_back({MountOp::Kind::StandIn, first, "", true, dir, false, why + " (not there yet)"});
     }
     // Links last: their targets are mounted by now.
-    for (const auto& l : links_) {
-      if (l.target_is_dir)
-        plan_.mounts.push_back({MountOp::Kind::StandIn, l.link, "", true, false, false, l.why});
-      else
-        plan_.mounts.push_back({MountOp::Kind::BindHost, l.link, l.target, true, false, false, l.why});
-    }
+    // The link shows an empty read-only stand-in, never its host target: the
+    // target may be a hidden secret (a repository can ship `.envrc ->
+    // ../.ssh/id_ed25519`), and what the target holds is governed by the
+    // rules at the target's own path.
+    for (const auto& l : links_)
+      plan_.mounts.push_back({MountOp::Kind::StandIn, l.link, "", true, false, false, l.why});
     return {};
   }
 

@@ -15,7 +15,7 @@ const std::vector<std::string>& default_secret_paths() {
       ".config/chromium", ".config/BraveSoftware", ".config/microsoft-edge", ".config/vivaldi",
       ".config/opera", ".thunderbird", ".local/share/fish/fish_history", ".bash_history",
       ".zsh_history", ".python_history", ".psql_history", ".mysql_history",
-      ".config/airlock", ".srt-settings.json",
+      ".config/airlock", ".srt-settings.json", ".cache/airlock",
       // Agent and engine sockets that live in the home folder (unix sockets
       // stay connectable on a read-only mount, so they must be hidden).
       ".1password", ".config/1Password", ".docker/run", ".docker/desktop", ".colima", ".lima", ".rd",

@@ -65,10 +65,6 @@ class Supervisor {
   explicit Supervisor(const Spec& s) : spec_(s) {}
 
   int run() {
-    auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
-    if (!lease) return fail(lease.error().message);
-    lease_ = std::move(*lease);
-
     // Signals we relay are taken as data from a signalfd; SIGPIPE is kept
     // blocked so a closed stdout is an error code, not our death.
     sigset_t set;
@@ -79,6 +75,12 @@ class Supervisor {
     ::sigprocmask(SIG_BLOCK, &blocked, nullptr);
     sigfd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd_) return fail(sys_err("signalfd").message);
+
+    // Placeholders, after signals are blocked: a ^C now cannot leave
+    // placeholders that were never recorded.
+    auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
+    if (!lease) return fail(lease.error().message);
+    lease_ = std::move(*lease);
 
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(sys_err("socketpair").message);
@@ -103,6 +105,7 @@ class Supervisor {
     }
     child_ = static_cast<pid_t>(pid);
     pidfd_.reset(pidfd);
+    lease_.watch(child_);
     theirs.reset();
     sock_ = std::move(mine);
 
@@ -118,7 +121,7 @@ class Supervisor {
     GoMessage go;
     go.in_cgroup = cgroup_.mechanism() != "rlimit";
     go.use_pty = spec_.use_pty;
-    if (spec_.use_pty && ::ioctl(STDIN_FILENO, TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
+    if (spec_.use_pty && ::ioctl(tty_fd(), TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
     if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
 
     auto ready = recv_msg(sock_.get());
@@ -149,10 +152,17 @@ class Supervisor {
 
   void forward(int sig) {
     if (sig == SIGWINCH && master_) {
-      copy_winsize(STDIN_FILENO, master_.get());  // the kernel tells the pty's foreground job
+      copy_winsize(tty_fd(), master_.get());  // the kernel tells the pty's foreground job
       return;
     }
     (void)::kill(child_, sig);  // init passes it on to the command's process group
+  }
+
+  // The caller's terminal: the first of stdin, stdout, stderr that is one.
+  int tty_fd() const {
+    for (int i = 0; i < 3; ++i)
+      if (spec_.stdio_tty[i]) return i;
+    return STDIN_FILENO;
   }
 
   int out_fd() const {

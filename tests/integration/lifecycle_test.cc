@@ -176,6 +176,24 @@ TEST(Lifecycle, ConcurrentRunsShareProtection) {
   EXPECT_TRUE(eventually([&] { return fx.listing(fx.ws) == before; }));
 }
 
+TEST(Lifecycle, ALaterRunKeepsProtectionWhenTheCreatorExits) {
+  // The first run creates the placeholders; a second run starts while they
+  // exist (so it creates none itself) and outlives the first. The first run's
+  // exit must not remove them from under the second.
+  SandboxFixture fx;
+  auto before = fx.listing(fx.ws);
+  Background creator(fx, "echo ready; sleep 0.5");
+  ASSERT_TRUE(creator.wait_for("ready"));
+  Background later(fx, "echo ready; sleep 1.5; mkdir -p .vscode 2>/dev/null; "
+                       "echo '{}' > .vscode/tasks.json 2>/dev/null && echo WROTE; echo '#evil' > .envrc 2>/dev/null && "
+                       "echo WROTE; echo end");
+  ASSERT_TRUE(later.wait_for("ready"));
+  EXPECT_EQ(creator.wait_exit(), 0);
+  EXPECT_EQ(later.wait_exit(), 0);
+  EXPECT_EQ(later.output().find("WROTE"), std::string::npos) << later.output();
+  EXPECT_TRUE(eventually([&] { return fx.listing(fx.ws) == before; }));
+}
+
 TEST(Lifecycle, TerminalGetsItsOwnPty) {
   SandboxFixture fx;
   // script(1) gives airlock a terminal; inside, the command has a tty of the
@@ -186,6 +204,19 @@ TEST(Lifecycle, TerminalGetsItsOwnPty) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("/dev/pts/0"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("interactive"), std::string::npos) << r.out;
+}
+
+TEST(Lifecycle, CallersTerminalOnStdoutIsNotHandedOver) {
+  SandboxFixture fx;
+  // stdin is not a terminal but stdout is: the command still gets a pty of
+  // its own on stdout, never the caller's terminal (which it could read).
+  auto r = run_program({"/usr/bin/script", "-qec",
+                        airlock_bin() + " run -- sh -c '[ $(stat -L -c %d /proc/self/fd/1) = $(stat -c %d /dev/pts/ptmx) ] "
+                                        "&& echo own-pty' </dev/null",
+                        "/dev/null"},
+                       RunOptions{fx.ws, {{"HOME", fx.home}}, "", 20000});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("own-pty"), std::string::npos) << r.out;  // fd 1 is on the sandbox's devpts
 }
 
 TEST(Lifecycle, NoKeystrokeInjectionIntoTheCallersTerminal) {

@@ -148,7 +148,9 @@ TEST_F(PlanTest, LandlockCarvesAroundAReadDenial) {
   // "/" itself is carved too, so nothing grants READ_FILE over the secret.
   for (const auto& r : plan->landlock) {
     bool ancestor_of_secret = r.path == "/" || root.rfind(r.path + "/", 0) == 0;
-    if (ancestor_of_secret) EXPECT_EQ(r.access & ll::kReadFile, 0u) << r.path;
+    if (ancestor_of_secret) {
+      EXPECT_EQ(r.access & ll::kReadFile, 0u) << r.path;
+    }
   }
 }
 
