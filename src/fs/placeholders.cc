@@ -146,10 +146,6 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
     auto parent_fd = sys::open_path_nofollow(parent(p.path), O_DIRECTORY);
     if (!parent_fd) { status = err("placeholder {}: {}", p.path, parent_fd.error().message); break; }
     std::string name = p.path.substr(p.path.rfind('/') + 1);
-    if (std::any_of(p.path.begin(), p.path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
-      status = err("placeholder {:?}: control characters in a protected path; refusing", p.path);
-      break;
-    }
     std::string line = fmt::format("{} {}", p.dir ? 'd' : 'f', p.path);
     line.push_back('\0');
     int rc;

@@ -213,11 +213,14 @@ class Planner {
     auto& m = plan_.mounts;
     // The fixed skeleton: private /tmp and /run (they hold the host's sockets
     // and other users' files), fresh /proc, a minimal /dev.
-    m.push_back({K::Tmpfs, "/tmp", "", false, true, false, "private /tmp"});
+    // Private tmpfs are capped so that, even without a cgroup, writing
+    // files cannot take more than the memory limit allows.
+    uint64_t mem = p_.limits.memory_bytes ? p_.limits.memory_bytes : (1ULL << 32);
+    m.push_back({K::Tmpfs, "/tmp", "", false, true, false, "private /tmp", mem / 2});
     if (p_.host_run)
       m.push_back({K::BindHost, "/run", "/run", true, true, false, "network.allowAllUnixSockets: the host's /run, read-only"});
     else
-      m.push_back({K::Tmpfs, "/run", "", false, true, false, "private /run (hides the host's sockets)"});
+      m.push_back({K::Tmpfs, "/run", "", false, true, false, "private /run (hides the host's sockets)", 64ULL << 20});
     m.push_back({K::Proc, "/proc", "", false, true, false, "procfs of the sandbox's pid namespace"});
     for (const char* p : {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"})
       m.push_back({K::ProcReadOnly, p, "", true, true, false, "kernel knobs stay read-only"});
@@ -225,7 +228,7 @@ class Planner {
     for (const char* d : {"null", "zero", "full", "random", "urandom", "tty"})
       m.push_back({K::DevNode, std::string("/dev/") + d, std::string("/dev/") + d, false, false, true, "device"});
     m.push_back({K::Devpts, "/dev/pts", "", false, true, true, "private pseudo-terminals"});
-    m.push_back({K::Tmpfs, "/dev/shm", "", false, true, true, "private shared memory"});
+    m.push_back({K::Tmpfs, "/dev/shm", "", false, true, true, "private shared memory", mem / 4});
     for (auto [l, t] : std::vector<std::pair<const char*, const char*>>{
              {"/dev/ptmx", "pts/ptmx"}, {"/dev/fd", "/proc/self/fd"}, {"/dev/stdin", "/proc/self/fd/0"},
              {"/dev/stdout", "/proc/self/fd/1"}, {"/dev/stderr", "/proc/self/fd/2"}, {"/dev/core", "/proc/kcore"}})

@@ -34,6 +34,7 @@ struct MountOp {
   bool is_dir = true;
   bool create_target = false;  // target lives in an airlock-owned tmpfs: create it
   std::string why;
+  uint64_t size_bytes = 0;  // Tmpfs: its size cap (0: the kernel's default)
 };
 
 struct Placeholder {

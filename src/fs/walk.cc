@@ -5,8 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
 
+#include "fs/path.h"
 #include "policy/defaults.h"
 #include "util/fd.h"
 
@@ -54,6 +56,72 @@ std::vector<std::string> find_nested_roots(const std::string& root, int max_dept
   UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd) w.visit(fd.get(), root, 0, max_depth);
   return w.found;
+}
+
+std::vector<std::string> find_sockets(const std::string& root, int max_depth, size_t& budget) {
+  std::vector<std::string> out;
+  std::set<std::string> skip(policy::walk_skip_dirs().begin(), policy::walk_skip_dirs().end());
+  std::vector<std::pair<std::string, int>> todo = {{root, 0}};
+  while (!todo.empty() && budget > 0) {
+    auto [dir, level] = todo.back();
+    todo.pop_back();
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) continue;
+    DIR* d = ::fdopendir(fd.release());
+    if (!d) continue;
+    while (struct dirent* e = ::readdir(d)) {
+      if (budget == 0) break;
+      --budget;
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      std::string path = dir == "/" ? "/" + name : dir + "/" + name;
+      if (e->d_type == DT_SOCK) out.push_back(path);
+      else if (e->d_type == DT_DIR && level < max_depth && !skip.count(name)) todo.emplace_back(path, level + 1);
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+namespace {
+// core.hooksPath from one git config file (no includes; enough to find the
+// common cases: husky, lefthook, shared hook folders).
+std::string hooks_path_in(const std::string& file) {
+  std::ifstream f(file);
+  std::string section, value;
+  for (std::string line; std::getline(f, line);) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
+    line = line.substr(first);
+    if (line[0] == '[') {
+      auto end = line.find(']');
+      section = line.substr(1, end == std::string::npos ? std::string::npos : end - 1);
+      std::transform(section.begin(), section.end(), section.begin(), ::tolower);
+      continue;
+    }
+    auto eq = line.find('=');
+    if (section != "core" || eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    std::transform(key.begin(), key.end(), key.begin(), ::tolower);
+    if (key != "hookspath") continue;
+    value = line.substr(eq + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    value.erase(value.find_last_not_of(" \t\r") + 1);
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+  }
+  return value;
+}
+}  // namespace
+
+std::vector<std::string> git_hooks_paths(const std::string& root, const std::string& home) {
+  std::vector<std::string> out;
+  for (const std::string& cfg : {root + "/.git/config", home + "/.gitconfig", home + "/.config/git/config"}) {
+    std::string v = hooks_path_in(cfg);
+    if (v.empty()) continue;
+    out.push_back(absolutize(v, home, root));
+  }
+  return out;
 }
 
 std::vector<std::string> find_git_dirs(const std::string& dot_git) {

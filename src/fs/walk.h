@@ -14,6 +14,17 @@ std::vector<std::string> find_nested_roots(const std::string& root, int max_dept
 
 inline constexpr size_t kWalkMaxEntries = 50000;
 
+// Unix socket files below `root`, at most `max_depth` folders down, without
+// following symlinks or entering the skipped tool folders. `budget` is the
+// number of entries left to read; it is decreased, and 0 means the walk
+// stopped early.
+std::vector<std::string> find_sockets(const std::string& root, int max_depth, size_t& budget);
+
+// The hooks folders git would use for the worktree at `root` according to
+// core.hooksPath in its .git/config and the user's global config (absolute;
+// relative values are relative to `root`).
+std::vector<std::string> git_hooks_paths(const std::string& root, const std::string& home);
+
 // Git directories kept inside a repository's .git folder: submodules
 // (.git/modules/NAME, nested) and linked worktrees (.git/worktrees/NAME).
 std::vector<std::string> find_git_dirs(const std::string& dot_git);

@@ -23,13 +23,35 @@ const std::vector<std::string>& default_secret_paths() {
   return v;
 }
 
+const std::vector<std::string>& default_system_secrets() {
+  static const std::vector<std::string> v = {
+      "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
+      "/etc/ssh/ssh_host_*_key", "/etc/ssl/private", "/etc/security/opasswd", "/etc/krb5.keytab",
+      "/var/lib/sss/secrets", "/etc/libvirt/secrets", "/etc/NetworkManager/system-connections",
+      "/etc/wireguard", "/var/snap/lxd/common/lxd/unix.socket", "/var/lib/lxd/unix.socket",
+  };
+  return v;
+}
+
+const std::vector<SocketScan>& default_socket_scans() {
+  static const std::vector<SocketScan> v = {{"~/", 3}, {"/var/tmp", 3}, {"/var/lib", 2}, {"/srv", 2}, {"/opt", 2}};
+  return v;
+}
+
 const std::vector<ProtectedName>& default_protected_names() {
+  // What runs later, outside the sandbox, if the command may write it.
   static const std::vector<ProtectedName> v = {
-      {".git/hooks", false}, {".git/config", true}, {".git/config.worktree", true}, {".bashrc", false}, {".bash_profile", false},
-      {".bash_login", false}, {".bash_logout", false}, {".zshrc", false}, {".zprofile", false},
-      {".zshenv", false}, {".zlogin", false}, {".profile", false}, {".gitconfig", false},
-      {".gitmodules", false}, {".mcp.json", false}, {".vscode", false}, {".idea", false},
-      {".claude", false}, {".envrc", false}, {kProjectConfigDir, false},
+      {".git/hooks", false, true}, {".git/config", true, false}, {".git/config.worktree", true, false},
+      {".git/commondir", false, false},
+      {".bashrc", false, true}, {".bash_profile", false, true}, {".bash_login", false, true},
+      {".bash_logout", false, true}, {".zshrc", false, true}, {".zprofile", false, true}, {".zshenv", false, true},
+      {".zlogin", false, true}, {".profile", false, true}, {".gitconfig", false, true}, {".gitmodules", false, true},
+      {".mcp.json", false, true}, {".vscode", false, true}, {".idea", false, true}, {".claude", false, true},
+      {".cursor", false, true}, {".envrc", false, true}, {kProjectConfigDir, false, true},
+      // Hook managers' files: protected where they exist (they only run
+      // when already installed, and then they exist).
+      {".husky", false, false}, {".pre-commit-config.yaml", false, false}, {"lefthook.yml", false, false},
+      {".lefthook.yml", false, false}, {"lefthook.yaml", false, false}, {".devcontainer", false, false},
   };
   return v;
 }
@@ -42,13 +64,14 @@ const std::vector<std::string>& walk_skip_dirs() {
 
 const std::vector<std::string>& env_secret_patterns() {
   static const std::vector<std::string> v = {
-      "*_TOKEN", "*_TOKEN_*", "*_SECRET", "*_SECRET_*", "*SECRET_KEY*", "*_PASSWORD", "*_PASSWD",
-      "*_PASS", "*_API_KEY", "*_APIKEY", "*_ACCESS_KEY*", "*_PRIVATE_KEY*", "*_CREDENTIALS",
-      "*_AUTH", "AWS_*", "GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN", "ANTHROPIC_API_KEY",
-      "OPENAI_API_KEY", "SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "VAULT_TOKEN",
-      "NPM_TOKEN", "DOCKER_AUTH_CONFIG", "KUBECONFIG", "GOOGLE_APPLICATION_CREDENTIALS",
-      "AZURE_*", "DATABASE_URL", "*_DSN", "PGPASSWORD", "MYSQL_PWD", "TOKEN", "PASSWORD",
-      "SECRET", "API_KEY", "APIKEY",
+      "*_TOKEN", "*_TOKEN_*", "TOKEN_*", "*AUTHTOKEN*", "*_SECRET", "*_SECRET_*", "*SECRET_KEY*", "*_PASSWORD*",
+      "*_PASSWD", "*_PASS", "*_PWD", "*PASSPHRASE*", "*_KEY", "*_KEY_*", "*_APIKEY", "*ACCESS_KEY*",
+      "*PRIVATE_KEY*", "*_CREDENTIALS", "*_CREDENTIAL", "*_AUTH", "*_AUTH_*", "*_PAT", "*_SESSION",
+      "*_SESSION_*", "*JWT*", "*WEBHOOK*", "*_COOKIE", "AWS_*", "GITHUB_TOKEN", "GH_TOKEN", "GITLAB_TOKEN",
+      "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO",
+      "VAULT_TOKEN", "NPM_TOKEN", "DOCKER_AUTH_CONFIG", "KUBECONFIG", "GOOGLE_APPLICATION_CREDENTIALS",
+      "AZURE_*", "DATABASE_URL", "*_DSN", "PGPASSWORD", "MYSQL_PWD", "TOKEN", "PASSWORD", "SECRET",
+      "API_KEY", "APIKEY", "OP_SESSION_*", "BW_SESSION",
   };
   return v;
 }
@@ -72,6 +95,16 @@ bool match(const std::string& pat, const std::string& s, size_t pi = 0, size_t s
   return si == s.size();
 }
 }  // namespace
+
+bool env_value_is_secret(const std::string& value) {
+  // A URL with a password in it: scheme://user:password@host (or ://:pw@).
+  auto scheme = value.find("://");
+  if (scheme == std::string::npos || scheme == 0) return false;
+  auto at = value.find('@', scheme + 3);
+  if (at == std::string::npos) return false;
+  std::string userinfo = value.substr(scheme + 3, at - scheme - 3);
+  return userinfo.find(':') != std::string::npos && userinfo.find('/') == std::string::npos;
+}
 
 bool env_name_is_secret(const std::string& name) {
   const auto& pats = env_secret_patterns();

@@ -27,10 +27,9 @@ const char* rule_kind_name(RuleKind k) {
 
 namespace {
 
-Result<std::string> caller_home() {
-  const char* h = ::getenv("HOME");
-  if (h && h[0] == '/') return fs::normalize(h);
-  // The binary is static, so no NSS: read /etc/passwd directly.
+// The home folder /etc/passwd names for this uid (the binary is static, so
+// no NSS: read the file directly).
+Result<std::string> passwd_home() {
   std::ifstream pw("/etc/passwd");
   std::string uid = std::to_string(::getuid());
   for (std::string line; std::getline(pw, line);) {
@@ -40,6 +39,12 @@ Result<std::string> caller_home() {
     if (f.size() >= 6 && f[2] == uid && !f[5].empty() && f[5][0] == '/') return fs::normalize(f[5]);
   }
   return err("cannot tell the home folder: $HOME is unset and /etc/passwd has no entry for uid {}", uid);
+}
+
+Result<std::string> caller_home() {
+  const char* h = ::getenv("HOME");
+  if (h && h[0] == '/') return fs::normalize(h);
+  return passwd_home();
 }
 
 class Builder {
@@ -126,8 +131,15 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   Builder b(p);
   // 1. Built-in default: the workspace is writable; secret stores are hidden.
   p.rules.push_back({RuleKind::AllowWrite, p.workspace, true, true, "workspace (--workspace or the current folder)"});
-  for (const auto& s : default_secret_paths())
-    AIRLOCK_TRY(b.add(RuleKind::DenyRead, p.home + "/" + s, true, "built-in secret store ~/" + s, false));
+  // For $HOME and, if different, the home /etc/passwd names: agents and CI
+  // often run with another $HOME, and the keys stay where they are.
+  std::vector<std::string> homes = {p.home};
+  if (auto pw = passwd_home(); pw && *pw != p.home) homes.push_back(*pw);
+  for (const auto& h : homes)
+    for (const auto& s : default_secret_paths())
+      AIRLOCK_TRY(b.add(RuleKind::DenyRead, h + "/" + s, true, "built-in secret store ~/" + s, false));
+  for (const auto& s : default_system_secrets())
+    AIRLOCK_TRY(b.add(RuleKind::DenyRead, s, false, "built-in system secret " + s, false));
 
   // 2. Settings files, in order.
   bool allow_git_config = false;
@@ -178,18 +190,24 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
       bool in_git = pn.rel.rfind(".git/", 0) == 0;
       struct stat st {};
       if (in_git && !git_dir) continue;  // no repository here: nothing to protect, and `git init` must work
-      if (::lstat(path.c_str(), &st) != 0 && (!top || (in_git && pn.rel != ".git/hooks")))
-        continue;  // nested: only what exists; in .git only hooks gets a placeholder
+      if (::lstat(path.c_str(), &st) != 0 && (!top || !pn.even_if_missing))
+        continue;  // nested, or not worth a placeholder: only what exists
       AIRLOCK_TRY(b.add(RuleKind::DenyWrite, path, true, "protected file " + pn.rel, false));
     }
     // A worktree's or submodule's .git file names the repository git uses:
     // rewriting it would point git at hooks the command wrote.
     if (git_file) AIRLOCK_TRY(b.add(RuleKind::DenyWrite, root + "/.git", true, "protected file .git (gitdir link)", false));
+    // core.hooksPath moves the hooks, often into the worktree (husky's
+    // .husky): wherever it points inside the workspace is protected too.
+    if (git_dir)
+      for (const auto& hp : fs::git_hooks_paths(root, p.home))
+        if (fs::is_within(hp, p.workspace))
+          AIRLOCK_TRY(b.add(RuleKind::DenyWrite, hp, true, "protected hooks folder (core.hooksPath)", false));
     // Submodules and worktrees keep their own hooks and config inside .git.
     if (git_dir) {
       for (const auto& gd : fs::find_git_dirs(root + "/.git")) {
-        for (const char* name : {"hooks", "config", "config.worktree"}) {
-          if (std::string(name) != "hooks" && allow_git_config) continue;
+        for (const char* name : {"hooks", "config", "config.worktree", "commondir"}) {
+          if ((std::string(name) == "config" || std::string(name) == "config.worktree") && allow_git_config) continue;
           struct stat st {};
           if (::lstat((gd + "/" + name).c_str(), &st) == 0)
             AIRLOCK_TRY(b.add(RuleKind::DenyWrite, gd + "/" + name, true,
@@ -199,7 +217,26 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     }
   }
 
-  // 5. Environment: everything but secrets; AIRLOCK=1.
+  // 5. Host unix sockets: a read-only mount does not stop connect(), so each
+  //    socket found where they usually live is hidden. (The private /run and
+  //    /tmp hide the usual places wholesale.)
+  size_t budget = 30000;
+  std::vector<std::pair<std::string, int>> scans;
+  for (const auto& sc : default_socket_scans())
+    for (const auto& h : (sc.root == "~/" ? homes : std::vector<std::string>{sc.root}))
+      scans.emplace_back(h, sc.depth);
+  scans.emplace_back(p.workspace, p.protect_depth);
+  std::set<std::string> exposed;  // network.allowUnixSockets, already resolved
+  for (const auto& r : p.rules)
+    if (r.kind == RuleKind::AllowRead && r.why.find("allowUnixSockets") != std::string::npos) exposed.insert(r.path);
+  for (const auto& [root, depth] : scans)
+    for (const auto& sock : fs::find_sockets(root, depth, budget))
+      if (!exposed.count(sock)) p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", ""});
+  if (budget == 0)
+    p.notes.push_back("warning: the search for host sockets stopped early (too many files); sockets deeper in "
+                      "the home folder may stay reachable");
+
+  // 6. Environment: everything but secrets; AIRLOCK=1.
   std::vector<std::string> keep, remove;
   for (const auto& s : layers) {
     keep.insert(keep.end(), s.env_keep.begin(), s.env_keep.end());
@@ -217,7 +254,7 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     if (name == "AIRLOCK" || !seen.insert(name).second) continue;
     bool kept = std::any_of(keep.begin(), keep.end(), [&](auto& k) { return env_matches(k, name); });
     bool removed = std::any_of(remove.begin(), remove.end(), [&](auto& r) { return env_matches(r, name); });
-    if (removed || (!kept && env_name_is_secret(name))) {
+    if (removed || (!kept && (env_name_is_secret(name) || env_value_is_secret(kv.substr(eq + 1))))) {
       p.env_removed.push_back(name);
       continue;
     }

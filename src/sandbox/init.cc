@@ -3,6 +3,8 @@
 // nothing of the host is reachable before the command runs, and privilege
 // ends before any untrusted code exists.
 #include <fcntl.h>
+#include <net/if.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -112,6 +114,16 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   if (!sys::read_exact(sock, &go, sizeof go)) ::_exit(kExitAirlockError);
   // 3. Our own hostname (the uts namespace is private).
   if (::sethostname("airlock", 7) != 0) fail(sock, "sethostname(airlock) failed");
+  // The sandbox's own loopback, up: a test suite's local server works, and
+  // nothing else exists in this network namespace to reach.
+  {
+    UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    struct ifreq ifr {};
+    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (!s || ::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) fail(sock, "ioctl(lo, SIOCGIFFLAGS) failed");
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) fail(sock, "ioctl(lo, SIOCSIFFLAGS, IFF_UP) failed");
+  }
   // 4. The new root: host read-only, writable paths bound in, secrets
   //    replaced, fresh /proc, /dev, /tmp. Afterwards the host's tree is gone.
   if (auto st = build_and_enter_root(*spec.plan); !st) fail(sock, st.error().message);

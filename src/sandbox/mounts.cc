@@ -144,8 +144,11 @@ class RootBuilder {
       }
       case K::Tmpfs:
       case K::DevTmpfs: {
-        auto mnt = new_fs("tmpfs", {{"mode", m.kind == K::Tmpfs && m.target != "/run" ? "1777" : "0755"}},
-                          kSafe | (m.kind == K::DevTmpfs ? MOUNT_ATTR_NOEXEC : 0));
+        std::string size = std::to_string(m.size_bytes ? m.size_bytes : (1ULL << 20));
+        std::vector<std::pair<const char*, const char*>> opts = {
+            {"mode", m.kind == K::Tmpfs && m.target != "/run" ? "1777" : "0755"}};
+        if (m.kind == K::DevTmpfs || m.size_bytes) opts.emplace_back("size", size.c_str());
+        auto mnt = new_fs("tmpfs", opts, kSafe | (m.kind == K::DevTmpfs ? MOUNT_ATTR_NOEXEC : 0));
         if (!mnt) return mnt.error();
         AIRLOCK_TRY(attach(*mnt, m));
         track_ours(m.target);

@@ -211,7 +211,7 @@ TEST(Lifecycle, CallersTerminalOnStdoutIsNotHandedOver) {
   // stdin is not a terminal but stdout is: the command still gets a pty of
   // its own on stdout, never the caller's terminal (which it could read).
   auto r = run_program({"/usr/bin/script", "-qec",
-                        airlock_bin() + " run -- sh -c '[ $(stat -L -c %d /proc/self/fd/1) = $(stat -c %d /dev/pts/ptmx) ] "
+                        airlock_bin() + " run -- sh -c '[ $(stat -L -c %d /proc/$$/fd/1) = $(stat -c %d /dev/pts/ptmx) ] "
                                         "&& echo own-pty' </dev/null",
                         "/dev/null"},
                        RunOptions{fx.ws, {{"HOME", fx.home}}, "", 20000});

@@ -97,10 +97,18 @@ TEST(Settings, EveryKeyHasItsParentObject) {
 TEST(Defaults, SecretEnvironmentNames) {
   for (const char* n : {"GITHUB_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY",
                         "AWS_ACCESS_KEY_ID", "MY_SERVICE_PASSWORD", "npm_token", "SSH_AUTH_SOCK", "STRIPE_SECRET_KEY",
-                        "DB_PASSWORD", "SLACK_BOT_TOKEN", "X_API_KEY", "KUBECONFIG", "DATABASE_URL"})
+                        "DB_PASSWORD", "SLACK_BOT_TOKEN", "X_API_KEY", "KUBECONFIG", "DATABASE_URL", "OP_SESSION_abc",
+                        "BW_SESSION", "GITHUB_PAT", "OPENAI_KEY", "PRIVATE_KEY", "GPG_PASSPHRASE", "DB_PWD",
+                        "ACCESS_KEY", "CI_JOB_JWT", "SLACK_WEBHOOK_URL", "npm_config_//registry/:_authToken"})
     EXPECT_TRUE(env_name_is_secret(n)) << n;
-  for (const char* n : {"PATH", "HOME", "TERM", "LANG", "EDITOR", "TOKENIZERS_PARALLELISM", "PWD", "SHELL"})
+  for (const char* n : {"PATH", "HOME", "TERM", "LANG", "EDITOR", "TOKENIZERS_PARALLELISM", "PWD", "OLDPWD", "SHELL",
+                        "GIT_AUTHOR_NAME", "KEYBOARD", "LESSKEY"})
     EXPECT_FALSE(env_name_is_secret(n)) << n;
+  EXPECT_TRUE(env_value_is_secret("redis://:pw@h:6379"));
+  EXPECT_TRUE(env_value_is_secret("postgres://user:secret@db/app"));
+  EXPECT_FALSE(env_value_is_secret("https://example.com/a@b"));
+  EXPECT_FALSE(env_value_is_secret("https://user@example.com/"));
+  EXPECT_FALSE(env_value_is_secret("plain"));
 }
 
 }  // namespace airlock::policy
