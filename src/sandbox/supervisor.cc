@@ -18,6 +18,7 @@
 #include <cstring>
 #include <optional>
 
+#include "fs/gitguard.h"
 #include "fs/placeholders.h"
 #include "sandbox/limits.h"
 #include "sandbox/protocol.h"
@@ -76,6 +77,7 @@ class Supervisor {
     sigfd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd_) return fail(sys_err("signalfd").message);
 
+    git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
     // Placeholders, after signals are blocked: a ^C now cannot leave
     // placeholders that were never recorded.
     auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
@@ -264,6 +266,8 @@ class Supervisor {
     raw.reset();
     lease_.release();
     for (const auto& e : cgroup_.events()) log::info("{}", e);
+    for (const auto& w : fs::git_check_after(git_before_, spec_.policy->workspace, spec_.policy->protect_depth))
+      log::info("{}", w);
     if (timed_out_) {
       log::info("timed out after {} s (limits.timeoutSeconds): the sandbox was killed", spec_.policy->limits.timeout_seconds);
       return kExitTimeout;
@@ -312,6 +316,7 @@ class Supervisor {
   fs::PlaceholderLease lease_;
   UniqueFd sigfd_, sock_, pidfd_, master_, listener_;
   Cgroup cgroup_;
+  fs::GitSnapshot git_before_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   bool timed_out_ = false;
   std::vector<std::pair<seccomp::Denial, int>> denials_;

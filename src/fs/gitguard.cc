@@ -1,0 +1,137 @@
+#include "fs/gitguard.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "fs/path.h"
+#include "policy/defaults.h"
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace airlock::fs {
+
+namespace {
+
+// Worktree roots (folders holding .git) at depth 0..depth, symlinks never
+// followed, tool folders skipped.
+std::vector<std::string> find_repos(const std::string& ws, int depth) {
+  std::vector<std::string> out;
+  std::set<std::string> skip(policy::walk_skip_dirs().begin(), policy::walk_skip_dirs().end());
+  size_t budget = 50000;
+  std::vector<std::pair<std::string, int>> todo = {{ws, 0}};
+  while (!todo.empty() && budget > 0) {
+    auto [dir, level] = todo.back();
+    todo.pop_back();
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) continue;
+    DIR* d = ::fdopendir(fd.release());
+    if (!d) continue;
+    while (struct dirent* e = ::readdir(d)) {
+      if (budget-- == 0) break;
+      std::string name = e->d_name;
+      if (name == "." || name == "..") continue;
+      if (name == ".git") out.push_back(dir);
+      else if (e->d_type == DT_DIR && level < depth && !skip.count(name)) todo.emplace_back(dir + "/" + name, level + 1);
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
+}
+
+// Keys of a git config that make git run a program.
+std::vector<std::string> dangerous_keys(const std::string& file) {
+  static const std::set<std::string> exact = {
+      "core.fsmonitor", "core.hookspath", "core.sshcommand", "core.pager", "core.editor", "core.askpass",
+      "core.gitproxy", "sequence.editor", "diff.external", "credential.helper", "gpg.program",
+      "gpg.ssh.program", "include.path", "uploadpack.packobjectshook", "merge.tool", "diff.tool"};
+  std::vector<std::string> out;
+  std::ifstream f(file);
+  std::string section;
+  for (std::string line; std::getline(f, line);) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
+    line = line.substr(first);
+    if (line[0] == '[') {
+      section = lower(line.substr(1, line.find(']') - 1));
+      if (section.rfind("includeif", 0) == 0) out.push_back("includeIf");
+      continue;
+    }
+    auto eq = line.find('=');
+    std::string key = lower(line.substr(0, eq));
+    key.erase(key.find_last_not_of(" \t") + 1);
+    std::string value = eq == std::string::npos ? "" : line.substr(eq + 1);
+    value.erase(0, value.find_first_not_of(" \t\""));
+    std::string head = section.substr(0, section.find(' '));
+    std::string full = head + "." + key;
+    if (exact.count(full) || (head == "alias" && !value.empty() && value[0] == '!') ||
+        (head == "filter" && (key == "clean" || key == "smudge" || key == "process")) ||
+        (head == "diff" && (key == "textconv" || key == "command")) || (head == "merge" && key == "driver"))
+      out.push_back(full);
+  }
+  return out;
+}
+
+std::vector<std::string> active_hooks(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == ".." || (n.size() > 7 && n.compare(n.size() - 7, 7, ".sample") == 0)) continue;
+    out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+}  // namespace
+
+GitSnapshot git_snapshot(const std::string& workspace, int depth) {
+  GitSnapshot s;
+  for (const auto& r : find_repos(workspace, depth)) {
+    s.repos.insert(r);
+    struct stat st {};
+    if (::lstat((r + "/.git/commondir").c_str(), &st) == 0) s.commondirs.insert(r + "/.git/commondir");
+  }
+  return s;
+}
+
+std::vector<std::string> git_check_after(const GitSnapshot& before, const std::string& workspace, int depth) {
+  std::vector<std::string> out;
+  for (const auto& r : find_repos(workspace, depth)) {
+    std::string cd = r + "/.git/commondir";
+    struct stat st {};
+    if (before.repos.count(r)) {
+      if (::lstat(cd.c_str(), &st) == 0 && !before.commondirs.count(cd) && S_ISREG(st.st_mode)) {
+        ::unlink(cd.c_str());
+        out.push_back(fmt::format("removed {}: the command created it to point git at another config and hooks", cd));
+      }
+      continue;
+    }
+    // A repository the command created: git would honour its config and
+    // hooks when you use that folder.
+    std::vector<std::string> bad = dangerous_keys(r + "/.git/config");
+    for (const auto& h : active_hooks(r + "/.git/hooks")) bad.push_back("hook " + h);
+    if (::lstat(cd.c_str(), &st) == 0) bad.push_back("commondir");
+    if (!bad.empty()) {
+      std::string list;
+      for (const auto& b : bad) list += (list.empty() ? "" : ", ") + b;
+      out.push_back(fmt::format("warning: the command created the git repository {} whose {} would run programs "
+                                "when you use git there; inspect it before you do",
+                                r, list));
+    }
+  }
+  return out;
+}
+
+}  // namespace airlock::fs
