@@ -281,7 +281,7 @@ class Planner {
       bool dir = first != n.path || dir_names.count(base) > 0;
       const std::string& why = n.read == 0 ? n.read_why : n.write_why;
       plan_.placeholders.push_back({first, dir, why});
-      plan_.mounts.push_back({MountOp::Kind::StandIn, first, "", true, dir, false, why + " (not there yet)"});
+      plan_.mounts.push_back({MountOp::Kind::StandIn, first, "", true, dir, false, why + " (not there yet)", 0, true});
     }
     // Links last: their targets are mounted by now.
     // The link shows an empty read-only stand-in, never its host target: the
@@ -289,7 +289,7 @@ class Planner {
     // ../.ssh/id_ed25519`), and what the target holds is governed by the
     // rules at the target's own path.
     for (const auto& l : links_)
-      plan_.mounts.push_back({MountOp::Kind::StandIn, l.link, "", true, false, false, l.why});
+      plan_.mounts.push_back({MountOp::Kind::StandIn, l.link, "", true, false, false, l.why, 0, true});
     return {};
   }
 

@@ -35,6 +35,9 @@ struct MountOp {
   bool create_target = false;  // target lives in an airlock-owned tmpfs: create it
   std::string why;
   uint64_t size_bytes = 0;  // Tmpfs: its size cap (0: the kernel's default)
+  // Mounted on a placeholder the supervisor creates while the sandbox is
+  // being built: the builder waits for them before this step.
+  bool after_placeholders = false;
 };
 
 struct Placeholder {

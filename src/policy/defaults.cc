@@ -34,7 +34,7 @@ const std::vector<std::string>& default_system_secrets() {
 }
 
 const std::vector<SocketScan>& default_socket_scans() {
-  static const std::vector<SocketScan> v = {{"~/", 3}, {"/var/tmp", 3}, {"/var/lib", 2}, {"/srv", 2}, {"/opt", 2}};
+  static const std::vector<SocketScan> v = {{"~/", 2}, {"/var/tmp", 2}, {"/var/lib", 1}, {"/srv", 1}, {"/opt", 1}};
   return v;
 }
 
@@ -57,8 +57,9 @@ const std::vector<ProtectedName>& default_protected_names() {
 }
 
 const std::vector<std::string>& walk_skip_dirs() {
-  static const std::vector<std::string> v = {"node_modules", ".git", "target", "build", ".venv",
-                                             "venv", "__pycache__", "dist", ".cache"};
+  static const std::vector<std::string> v = {"node_modules", ".git", "target", "build", ".venv", "venv",
+                                             "__pycache__", "dist", ".cache", ".pyenv", ".rustup", ".nvm",
+                                             ".npm", ".m2", ".gradle", ".cargo", "site-packages", ".tox"};
   return v;
 }
 

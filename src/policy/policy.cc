@@ -138,8 +138,12 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   for (const auto& h : homes)
     for (const auto& s : default_secret_paths())
       AIRLOCK_TRY(b.add(RuleKind::DenyRead, h + "/" + s, true, "built-in secret store ~/" + s, false));
-  for (const auto& s : default_system_secrets())
-    AIRLOCK_TRY(b.add(RuleKind::DenyRead, s, false, "built-in system secret " + s, false));
+  // System secrets matter when the caller is root: inside, root keeps uid 0
+  // (without capabilities), so files it owns stay readable. For anyone else
+  // the kernel's own permissions already keep them out.
+  if (p.uid == 0)
+    for (const auto& s : default_system_secrets())
+      AIRLOCK_TRY(b.add(RuleKind::DenyRead, s, false, "built-in system secret " + s, false));
 
   // 2. Settings files, in order.
   bool allow_git_config = false;
@@ -158,8 +162,8 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     if (s.allow_nested_userns) p.allow_nested_userns = *s.allow_nested_userns;
     for (const auto& [k, v] : s.limits) {
       if (k == "timeoutSeconds") p.limits.timeout_seconds = v;
-      else if (k == "maxProcesses") p.limits.max_processes = v;
-      else if (k == "memoryBytes") p.limits.memory_bytes = v;
+      else if (k == "maxProcesses") p.limits.max_processes = v, p.limits.processes_explicit = true;
+      else if (k == "memoryBytes") p.limits.memory_bytes = v, p.limits.memory_explicit = true;
       else if (k == "openFiles") p.limits.open_files = v;
       else if (k == "fileSizeBytes") p.limits.file_size_bytes = v;
       else if (k == "cpuSeconds") p.limits.cpu_seconds = v;

@@ -32,6 +32,8 @@ struct Limits {
   uint64_t timeout_seconds = 0;
   uint64_t max_processes = 4096;  // a fork bomb stops here
   uint64_t memory_bytes = 0;      // default: half the machine's memory (policy.cc)
+  bool memory_explicit = false;   // set by the settings: worth a cgroup
+  bool processes_explicit = false;
   uint64_t open_files = 0;
   uint64_t file_size_bytes = 0;
   uint64_t cpu_seconds = 0;

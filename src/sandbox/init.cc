@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 
 #include "fs/landlock.h"
 #include "sandbox/caps.h"
@@ -126,7 +127,16 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   }
   // 4. The new root: host read-only, writable paths bound in, secrets
   //    replaced, fresh /proc, /dev, /tmp. Afterwards the host's tree is gone.
-  if (auto st = build_and_enter_root(*spec.plan); !st) fail(sock, st.error().message);
+  auto phase = [sock](char want) -> Result<PhaseMessage> {
+    PhaseMessage pm;
+    if (!sys::read_exact(sock, &pm, sizeof pm) || pm.phase != want || !pm.ok) ::_exit(kExitAirlockError);
+    return pm;
+  };
+  std::function<Status()> wait_placeholders = [&]() -> Status {
+    (void)phase('P');
+    return {};
+  };
+  if (auto st = build_and_enter_root(*spec.plan, wait_placeholders); !st) fail(sock, st.error().message);
   // 5. Start where the caller was (inside the workspace), or at its root.
   {
     UniqueFd root(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -149,7 +159,9 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   // 7. Not dumpable: the command cannot ptrace init or read its memory.
   (void)::prctl(PR_SET_DUMPABLE, 0);
   // 8. Resource limits the cgroup does not cover (or all, without one).
-  if (auto st = apply_rlimits(spec.policy->limits, go.in_cgroup); !st) fail(sock, st.error().message);
+  auto limits = phase('L');
+  if (auto st = apply_rlimits(spec.policy->limits, limits->cgroup_pids, limits->cgroup_memory); !st)
+    fail(sock, st.error().message);
   // --- privilege ends here: no capabilities, no_new_privs -----------------
   if (auto st = drop_all_privileges(); !st) fail(sock, st.error().message);
   // 9. Landlock: the second filesystem layer, on init and all it forks.

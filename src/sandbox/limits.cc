@@ -63,6 +63,8 @@ uint64_t field(const std::string& text, const std::string& key) {
 Cgroup::Cgroup(Cgroup&& o) noexcept { *this = std::move(o); }
 Cgroup& Cgroup::operator=(Cgroup&& o) noexcept {
   dirs_ = std::exchange(o.dirs_, {});
+  holds_pids_ = o.holds_pids_;
+  holds_mem_ = o.holds_mem_;
   mechanism_ = o.mechanism_;
   v2_ = o.v2_;
   max_processes_ = o.max_processes_;
@@ -81,7 +83,24 @@ Result<Cgroup> Cgroup::create(const Limits& l, pid_t pid) {
   Cgroup cg;
   cg.max_processes_ = l.max_processes;
   cg.memory_ = l.memory_bytes;
-  if (!l.max_processes && !l.memory_bytes) return cg;
+  // A cgroup costs milliseconds to make and remove, so it is made only where
+  // rlimits fall short: the process count for root (the kernel does not
+  // apply RLIMIT_NPROC to the host's root user), and a memory cap the
+  // settings asked for (RLIMIT_DATA is per process, the default is only a
+  // backstop).
+  // On cgroup v1, moving a task into a group waits for an RCU grace period
+  // (~10-20 ms), so there only limits the settings ask for get a group.
+  bool v2 = is_fs("/sys/fs/cgroup", CGROUP2_SUPER_MAGIC);
+  bool want_pids = l.max_processes && ::getuid() == 0 && (v2 || l.processes_explicit);
+  bool want_mem = l.memory_bytes && l.memory_explicit;
+  if (!want_pids && !want_mem) return cg;
+  Limits need = l;
+  if (!want_pids) need.max_processes = 0;
+  if (!want_mem) need.memory_bytes = 0;
+  return create_for(need, pid, std::move(cg));
+}
+
+Result<Cgroup> Cgroup::create_for(const Limits& l, pid_t pid, Cgroup cg) {
   std::string name = fmt::format("airlock-{}", ::getpid());
   // cgroup v2: a child of our own cgroup, if its controllers are delegated.
   if (is_fs("/sys/fs/cgroup", CGROUP2_SUPER_MAGIC)) {
@@ -99,6 +118,8 @@ Result<Cgroup> Cgroup::create(const Limits& l, pid_t pid) {
       }
       AIRLOCK_TRY(sys::write_file(dir + "/cgroup.procs", std::to_string(pid)));
       cg.mechanism_ = "cgroup v2 (" + dir + ")";
+      cg.holds_pids_ = l.max_processes != 0;
+      cg.holds_mem_ = l.memory_bytes != 0;
       return cg;
     }
   }
@@ -116,6 +137,7 @@ Result<Cgroup> Cgroup::create(const Limits& l, pid_t pid) {
     else AIRLOCK_TRY(sys::write_file(dir + "/memory.limit_in_bytes", std::to_string(want)));
     AIRLOCK_TRY(sys::write_file(dir + "/cgroup.procs", std::to_string(pid)));
     used += std::string(used.empty() ? "" : ", ") + ctrl;
+    (std::string(ctrl) == "pids" ? cg.holds_pids_ : cg.holds_mem_) = true;
     any = true;
   }
   if (any) cg.mechanism_ = "cgroup v1 (" + used + ")";
@@ -142,7 +164,7 @@ std::vector<std::string> Cgroup::events() const {
   return out;
 }
 
-Status apply_rlimits(const Limits& l, bool have_cgroup) {
+Status apply_rlimits(const Limits& l, bool cgroup_pids, bool cgroup_memory) {
   auto set = [](int res, uint64_t v, const char* name) -> Status {
     struct rlimit rl {v, v};
     if (::setrlimit(res, &rl) != 0) return sys_err(fmt::format("setrlimit({}, {})", name, v));
@@ -151,13 +173,11 @@ Status apply_rlimits(const Limits& l, bool have_cgroup) {
   if (l.open_files) AIRLOCK_TRY(set(RLIMIT_NOFILE, l.open_files, "RLIMIT_NOFILE"));
   if (l.file_size_bytes) AIRLOCK_TRY(set(RLIMIT_FSIZE, l.file_size_bytes, "RLIMIT_FSIZE"));
   if (l.cpu_seconds) AIRLOCK_TRY(set(RLIMIT_CPU, l.cpu_seconds, "RLIMIT_CPU"));
-  if (!have_cgroup) {
-    // Counted per uid inside the sandbox's user namespace.
-    if (l.max_processes) AIRLOCK_TRY(set(RLIMIT_NPROC, l.max_processes, "RLIMIT_NPROC"));
-    // Without a cgroup, memory can only be capped per process (data segment
-    // and anonymous mappings).
-    if (l.memory_bytes) AIRLOCK_TRY(set(RLIMIT_DATA, l.memory_bytes, "RLIMIT_DATA"));
-  }
+  // Counted per uid inside the sandbox's user namespace.
+  if (l.max_processes && !cgroup_pids) AIRLOCK_TRY(set(RLIMIT_NPROC, l.max_processes, "RLIMIT_NPROC"));
+  // Without a cgroup, memory can only be capped per process (data segment
+  // and anonymous mappings).
+  if (l.memory_bytes && !cgroup_memory) AIRLOCK_TRY(set(RLIMIT_DATA, l.memory_bytes, "RLIMIT_DATA"));
   return {};
 }
 

@@ -30,10 +30,15 @@ class Cgroup {
   static Result<Cgroup> create(const Limits& l, pid_t pid);
 
   const std::string& mechanism() const { return mechanism_; }
+  // True if the cgroup holds the process count / memory (else rlimits do).
+  bool holds_processes() const { return holds_pids_; }
+  bool holds_memory() const { return holds_mem_; }
   // One line for each limit that was hit ("the process limit (512) was reached").
   std::vector<std::string> events() const;
 
  private:
+  static Result<Cgroup> create_for(const Limits& l, pid_t pid, Cgroup cg);
+  bool holds_pids_ = false, holds_mem_ = false;
   std::vector<std::string> dirs_;  // removed in reverse order
   std::string mechanism_ = "rlimit";
   bool v2_ = false;
@@ -43,6 +48,6 @@ class Cgroup {
 // In the sandbox's init, before the command is forked: rlimits for what the
 // cgroup does not cover (file size, open files, cpu seconds always; process
 // count and memory when there is no cgroup).
-Status apply_rlimits(const Limits& l, bool have_cgroup);
+Status apply_rlimits(const Limits& l, bool cgroup_pids, bool cgroup_memory);
 
 }  // namespace airlock::sandbox

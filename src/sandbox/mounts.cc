@@ -59,7 +59,7 @@ Result<UniqueFd> clone_tree(int src_fd, bool recursive, const std::string& what)
 
 class RootBuilder {
  public:
-  explicit RootBuilder(const fs::Plan& plan) : plan_(plan) {}
+  RootBuilder(const fs::Plan& plan, const std::function<Status()>& wait) : plan_(plan), wait_(wait) {}
 
   Status run() {
     // 1. Nothing we mount may propagate back to the host, and nothing the
@@ -99,12 +99,19 @@ class RootBuilder {
     if (::move_mount(root->get(), "", proc->get(), "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
       return sys_err("move_mount(new root, /proc)");
     root_ = std::move(*root);
-    // 5. The plan's steps, in order.
+    // 5. The plan's steps, in order. Steps on placeholders wait until the
+    //    supervisor, working in parallel, has created them.
+    bool waited = false;
     for (const auto& m : plan_.mounts) {
+      if (m.after_placeholders && !waited) {
+        AIRLOCK_TRY(wait_());
+        waited = true;
+      }
       auto st = step(m);
       if (!st) return err("{} (mounting {} for {})", st.error().message, m.target, m.why);
       log::debug("mounted {} ({})", m.target, m.why);
     }
+    if (!waited) AIRLOCK_TRY(wait_());
     // 6. Seal: stand-ins and /dev become read-only now that nothing more is
     //    mounted inside them.
     for (auto& [what, fd] : seal_) AIRLOCK_TRY(set_attr(fd.get(), MOUNT_ATTR_RDONLY, false, what));
@@ -250,6 +257,7 @@ class RootBuilder {
   }
 
   const fs::Plan& plan_;
+  const std::function<Status()>& wait_;
   std::map<std::string, UniqueFd> sources_;
   UniqueFd staging_, root_;
   std::set<dev_t> ours_;
@@ -258,6 +266,8 @@ class RootBuilder {
 
 }  // namespace
 
-Status build_and_enter_root(const fs::Plan& plan) { return RootBuilder(plan).run(); }
+Status build_and_enter_root(const fs::Plan& plan, const std::function<Status()>& wait_placeholders) {
+  return RootBuilder(plan, wait_placeholders).run();
+}
 
 }  // namespace airlock::sandbox

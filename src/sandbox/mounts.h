@@ -3,6 +3,8 @@
 // hostile workspace cannot redirect a mount.
 #pragma once
 
+#include <functional>
+
 #include "fs/plan.h"
 #include "util/result.h"
 
@@ -10,6 +12,8 @@ namespace airlock::sandbox {
 
 // Runs every mount step of the plan, then pivot_root()s into the result and
 // detaches the host's tree. On return "/" is the sandbox's root.
-Status build_and_enter_root(const fs::Plan& plan);
+// `wait_placeholders` is called once, before the first step that mounts on a
+// placeholder (or at the end): the supervisor creates them meanwhile.
+Status build_and_enter_root(const fs::Plan& plan, const std::function<Status()>& wait_placeholders);
 
 }  // namespace airlock::sandbox

@@ -17,8 +17,16 @@ namespace airlock::sandbox {
 struct GoMessage {
   uint8_t use_pty = 0;
   uint8_t have_winsize = 0;
-  uint8_t in_cgroup = 0;  // limits are enforced by a cgroup: rlimits only for the rest
   struct winsize ws {};
+};
+
+// supervisor -> init, while init builds the root: the placeholders exist
+// ('P'), then init is in its cgroup ('L').
+struct PhaseMessage {
+  char phase = 0;
+  uint8_t ok = 0;             // 0: the supervisor failed; init stops
+  uint8_t cgroup_pids = 0;    // the cgroup holds the process count (no RLIMIT_NPROC)
+  uint8_t cgroup_memory = 0;  // the cgroup holds memory (no RLIMIT_DATA)
 };
 
 enum class MsgType : uint8_t {

@@ -77,13 +77,6 @@ class Supervisor {
     sigfd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd_) return fail(sys_err("signalfd").message);
 
-    git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
-    // Placeholders, after signals are blocked: a ^C now cannot leave
-    // placeholders that were never recorded.
-    auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
-    if (!lease) return fail(lease.error().message);
-    lease_ = std::move(*lease);
-
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(sys_err("socketpair").message);
     UniqueFd mine(sv[0]), theirs(sv[1]);
@@ -107,12 +100,30 @@ class Supervisor {
     }
     child_ = static_cast<pid_t>(pid);
     pidfd_.reset(pidfd);
-    lease_.watch(child_);
+    log::debug("namespaces created (init is pid {})", child_);
     theirs.reset();
     sock_ = std::move(mine);
 
     if (auto st = write_id_maps(child_, spec_.policy->uid, spec_.policy->gid); !st)
       return fail_and_reap(st.error().message);
+    GoMessage go;
+    go.use_pty = spec_.use_pty;
+    if (spec_.use_pty && ::ioctl(tty_fd(), TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
+    if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
+
+    // While init builds the root, on the other core: the placeholders it
+    // will mount on, then the cgroup it must be in before the command runs.
+    git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
+    // Placeholders, after signals are blocked: a ^C now cannot leave
+    // placeholders that were never recorded.
+    auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
+    if (!lease) return fail_and_reap(lease.error().message);
+    lease_ = std::move(*lease);
+    log::debug("placeholders ready");
+
+    lease_.watch(child_);
+    PhaseMessage placed{'P', 1, 0, 0};
+    if (!sys::write_all(sock_.get(), &placed, sizeof placed)) return fail_and_reap("the sandbox died during setup");
     // Limits: a cgroup holds init (and so everything it starts) before it
     // runs a single step of its own.
     auto cg = Cgroup::create(spec_.policy->limits, child_);
@@ -120,13 +131,12 @@ class Supervisor {
     cgroup_ = std::move(*cg);
     log::debug("limits: processes {} and memory {} by {}; timeout {}", spec_.policy->limits.max_processes,
                spec_.policy->limits.memory_bytes, cgroup_.mechanism(), spec_.policy->limits.timeout_seconds);
-    GoMessage go;
-    go.in_cgroup = cgroup_.mechanism() != "rlimit";
-    go.use_pty = spec_.use_pty;
-    if (spec_.use_pty && ::ioctl(tty_fd(), TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
-    if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
+    PhaseMessage limited{'L', 1, static_cast<uint8_t>(cgroup_.holds_processes()),
+                         static_cast<uint8_t>(cgroup_.holds_memory())};
+    if (!sys::write_all(sock_.get(), &limited, sizeof limited)) return fail_and_reap("the sandbox died during setup");
 
     auto ready = recv_msg(sock_.get());
+    log::debug("sandbox ready");
     if (!ready) return fail_and_reap(ready.error().message);
     if (ready->type == MsgType::Error) return fail_and_reap(ready->payload);
     if (ready->type != MsgType::Ready) return fail_and_reap("unexpected message from the sandbox");
@@ -260,11 +270,14 @@ class Supervisor {
       while ((n = ::read(master_.get(), buf, sizeof buf)) > 0)
         if (out_fd() >= 0) (void)sys::write_all(out_fd(), buf, static_cast<size_t>(n));
     }
+    log::debug("command ended");
     siginfo_t info{};
     ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED);
+    log::debug("init reaped");
     child_ = -1;
     raw.reset();
     lease_.release();
+    log::debug("placeholders released");
     for (const auto& e : cgroup_.events()) log::info("{}", e);
     for (const auto& w : fs::git_check_after(git_before_, spec_.policy->workspace, spec_.policy->protect_depth))
       log::info("{}", w);
