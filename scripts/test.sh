@@ -16,7 +16,7 @@ id "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$USE
 copy=$(mktemp -d /var/tmp/airlock-suite-XXXXXX)
 trap 'rm -rf "$copy"' EXIT
 cp build/airlock build/tests/probe build/tests/unit_tests build/tests/sandbox_tests "$copy/"
-mkdir -p "$copy/src" && cp -r docs "$copy/src/"
+mkdir -p "$copy/src" && cp -r docs tests "$copy/src/"
 chmod -R a+rX "$copy"
 
 fail=0

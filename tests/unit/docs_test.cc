@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "policy/defaults.h"
@@ -32,6 +33,31 @@ TEST(Docs, DefaultsPageNamesEveryDefault) {
   for (const auto& s : policy::default_secret_paths()) EXPECT_NE(doc.find("`~/" + s + "`"), std::string::npos) << s;
   for (const auto& p : policy::default_protected_names()) EXPECT_NE(doc.find("`" + p.rel + "`"), std::string::npos) << p.rel;
   for (const auto& e : policy::env_secret_patterns()) EXPECT_NE(doc.find("`" + e + "`"), std::string::npos) << e;
+}
+
+}  // namespace airlock
+
+namespace airlock {
+
+// Every `Suite.Name` in the security model's table must be a test that exists.
+TEST(Docs, SecurityModelNamesOnlyExistingTests) {
+  std::string doc = slurp("docs/security-model.md");
+  ASSERT_FALSE(doc.empty());
+  std::string sources;
+  for (const char* f : {"tests/escape/fs_escape_test.cc", "tests/escape/process_escape_test.cc",
+                        "tests/escape/git_guard_test.cc", "tests/integration/run_test.cc",
+                        "tests/integration/lifecycle_test.cc", "tests/integration/limits_test.cc",
+                        "tests/integration/tools_test.cc", "tests/unit/docs_test.cc"})
+    sources += slurp(f);
+  std::regex name("`([A-Z][A-Za-z]+)\\.([A-Z][A-Za-z0-9_]+)`");
+  int count = 0;
+  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), name); it != std::sregex_iterator(); ++it) {
+    std::string suite = (*it)[1], test = (*it)[2];
+    ++count;
+    std::regex def("TEST(_F|_P)?\\(" + suite + ", " + test + "\\)");
+    EXPECT_TRUE(std::regex_search(sources, def)) << suite << "." << test << " is named in docs/security-model.md";
+  }
+  EXPECT_GT(count, 30);
 }
 
 }  // namespace airlock
