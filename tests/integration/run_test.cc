@@ -151,6 +151,8 @@ struct BadSettings {
   const char* expect;  // substring of the error line
 };
 
+void PrintTo(const BadSettings& b, std::ostream* os) { *os << b.name; }
+
 class RunBadSettings : public ::testing::TestWithParam<BadSettings> {};
 
 TEST_P(RunBadSettings, OneLineExit125NothingStarted) {

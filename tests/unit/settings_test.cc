@@ -42,6 +42,8 @@ struct Bad {
   const char* expect;
 };
 
+void PrintTo(const Bad& b, std::ostream* os) { *os << b.json; }
+
 class SettingsBad : public ::testing::TestWithParam<Bad> {};
 
 TEST_P(SettingsBad, NamesFileKeyAndProblem) {
