@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "fs/path.h"
+#include "fs/walk.h"
 #include "policy/defaults.h"
 #include "util/fd.h"
 #include "util/result.h"
@@ -21,25 +22,11 @@ namespace {
 // followed, tool folders skipped.
 std::vector<std::string> find_repos(const std::string& ws, int depth) {
   std::vector<std::string> out;
-  std::set<std::string> skip(policy::walk_skip_dirs().begin(), policy::walk_skip_dirs().end());
   size_t budget = 50000;
-  std::vector<std::pair<std::string, int>> todo = {{ws, 0}};
-  while (!todo.empty() && budget > 0) {
-    auto [dir, level] = todo.back();
-    todo.pop_back();
-    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) continue;
-    DIR* d = ::fdopendir(fd.release());
-    if (!d) continue;
-    while (struct dirent* e = ::readdir(d)) {
-      if (budget-- == 0) break;
-      std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      if (name == ".git") out.push_back(dir);
-      else if (e->d_type == DT_DIR && level < depth && !skip.count(name)) todo.emplace_back(dir + "/" + name, level + 1);
-    }
-    ::closedir(d);
-  }
+  walk_entries(ws, depth, budget, [&](const std::string& dir, const std::string& name, unsigned char, int) {
+    if (name == ".git") out.push_back(dir);
+    return true;
+  });
   return out;
 }
 

@@ -58,8 +58,8 @@ std::vector<std::string> find_nested_roots(const std::string& root, int max_dept
   return w.found;
 }
 
-std::vector<std::string> find_sockets(const std::string& root, int max_depth, size_t& budget) {
-  std::vector<std::string> out;
+void walk_entries(const std::string& root, int max_depth, size_t& budget,
+                  const std::function<bool(const std::string&, const std::string&, unsigned char, int)>& visit) {
   std::set<std::string> skip(policy::walk_skip_dirs().begin(), policy::walk_skip_dirs().end());
   std::vector<std::pair<std::string, int>> todo = {{root, 0}};
   while (!todo.empty() && budget > 0) {
@@ -74,12 +74,20 @@ std::vector<std::string> find_sockets(const std::string& root, int max_depth, si
       --budget;
       std::string name = e->d_name;
       if (name == "." || name == "..") continue;
-      std::string path = dir == "/" ? "/" + name : dir + "/" + name;
-      if (e->d_type == DT_SOCK) out.push_back(path);
-      else if (e->d_type == DT_DIR && level < max_depth && !skip.count(name)) todo.emplace_back(path, level + 1);
+      bool descend = visit(dir, name, e->d_type, level);
+      if (descend && e->d_type == DT_DIR && level < max_depth && !skip.count(name))
+        todo.emplace_back(dir == "/" ? "/" + name : dir + "/" + name, level + 1);
     }
     ::closedir(d);
   }
+}
+
+std::vector<std::string> find_sockets(const std::string& root, int max_depth, size_t& budget) {
+  std::vector<std::string> out;
+  walk_entries(root, max_depth, budget, [&](const std::string& dir, const std::string& name, unsigned char type, int) {
+    if (type == DT_SOCK) out.push_back(dir == "/" ? "/" + name : dir + "/" + name);
+    return true;
+  });
   return out;
 }
 

@@ -3,6 +3,7 @@
 // .vscode). Symlinks are never followed; large tool folders are skipped.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,14 @@ namespace airlock::fs {
 std::vector<std::string> find_nested_roots(const std::string& root, int max_depth);
 
 inline constexpr size_t kWalkMaxEntries = 50000;
+
+// Breadth-first walk below `root`, never following symlinks and never
+// entering the tool folders of walk_skip_dirs(). `visit(dir, name, d_type,
+// level)` sees every entry; folders are entered while level < max_depth and
+// visit returns true. Stops when `budget` entries have been read (budget is
+// then 0).
+void walk_entries(const std::string& root, int max_depth, size_t& budget,
+                  const std::function<bool(const std::string&, const std::string&, unsigned char, int)>& visit);
 
 // Unix socket files below `root`, at most `max_depth` folders down, without
 // following symlinks or entering the skipped tool folders. `budget` is the
