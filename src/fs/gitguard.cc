@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <linux/openat2.h>
 
 #include "fs/path.h"
 #include "fs/walk.h"
 #include "policy/defaults.h"
 #include "util/fd.h"
 #include "util/result.h"
+#include "util/sys.h"
 
 namespace airlock::fs {
 
@@ -49,9 +51,14 @@ std::vector<std::string> dangerous_keys(const std::string& file) {
     if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
     line = line.substr(first);
     if (line[0] == '[') {
-      section = lower(line.substr(1, line.find(']') - 1));
+      auto close = line.find(']');
+      section = lower(line.substr(1, close == std::string::npos ? std::string::npos : close - 1));
       if (section.rfind("includeif", 0) == 0) out.push_back("includeIf");
-      continue;
+      // git also reads a key written on the section's own line.
+      line = close == std::string::npos ? "" : line.substr(close + 1);
+      auto k = line.find_first_not_of(" \t");
+      if (k == std::string::npos || line[k] == '#' || line[k] == ';') continue;
+      line = line.substr(k);
     }
     auto eq = line.find('=');
     std::string key = lower(line.substr(0, eq));
@@ -93,23 +100,45 @@ GitSnapshot git_snapshot(const std::string& workspace, int depth) {
   return s;
 }
 
+// How deep the check after the run looks for repositories the command made:
+// deeper than the protection walk, since a new repository can be anywhere.
+constexpr int kNewRepoDepth = 8;
+
 std::vector<std::string> git_check_after(const GitSnapshot& before, const std::string& workspace, int depth) {
   std::vector<std::string> out;
-  for (const auto& r : find_repos(workspace, depth)) {
-    std::string cd = r + "/.git/commondir";
-    struct stat st {};
+  auto ws = sys::open_path_nofollow(workspace, O_DIRECTORY);
+  if (!ws) return out;
+  for (const auto& r : find_repos(workspace, std::max(depth, kNewRepoDepth))) {
+    std::string rel = relative_to(r, workspace);
     if (before.repos.count(r)) {
-      if (::lstat(cd.c_str(), &st) == 0 && !before.commondirs.count(cd) && S_ISREG(st.st_mode)) {
-        ::unlink(cd.c_str());
-        out.push_back(fmt::format("removed {}: the command created it to point git at another config and hooks", cd));
+      // Only a real .git folder beneath the workspace, opened without
+      // following any link: the command may have made .git a symlink to
+      // somebody else's repository.
+      auto git = sys::open_beneath(ws->get(), rel.empty() ? ".git" : rel + "/.git", O_PATH | O_DIRECTORY);
+      if (!git) continue;
+      struct stat st {};
+      std::string cd = r + "/.git/commondir";
+      if (::fstatat(git->get(), "commondir", &st, AT_SYMLINK_NOFOLLOW) == 0 && !before.commondirs.count(cd)) {
+        auto dir = sys::openat2(git->get(), ".", O_DIRECTORY | O_RDONLY, 0);
+        if (S_ISREG(st.st_mode) && dir && ::unlinkat(dir->get(), "commondir", 0) == 0)
+          out.push_back(fmt::format("removed {}: the command created it to point git at another config and hooks", cd));
+        else
+          out.push_back(fmt::format("warning: the command created {}, which points git at another config and hooks; "
+                                    "remove it before you use git there", cd));
       }
       continue;
     }
     // A repository the command created: git would honour its config and
-    // hooks when you use that folder.
-    std::vector<std::string> bad = dangerous_keys(r + "/.git/config");
-    for (const auto& h : active_hooks(r + "/.git/hooks")) bad.push_back("hook " + h);
-    if (::lstat(cd.c_str(), &st) == 0) bad.push_back("commondir");
+    // hooks when you use that folder. Its git folder may be elsewhere
+    // (a .git file or link).
+    std::string gd = r + "/.git";
+    if (auto linked = linked_git_dir(r); !linked.empty()) gd = linked;
+    std::vector<std::string> bad = dangerous_keys(gd + "/config");
+    if (auto common = git_common_dir(gd); !common.empty()) {
+      auto more = dangerous_keys(common + "/config");
+      bad.insert(bad.end(), more.begin(), more.end());
+    }
+    for (const auto& h : active_hooks(gd + "/hooks")) bad.push_back("hook " + h);
     if (!bad.empty()) {
       std::string list;
       for (const auto& b : bad) list += (list.empty() ? "" : ", ") + b;

@@ -69,7 +69,7 @@ void write_registry(int fd, const std::string& s) {
 }
 
 // Registry entries are "d PATH" / "f PATH", NUL-separated: a path may hold
-// any byte but NUL. An entry outside the workspace is ignored, whoever wrote it.
+// any byte but NUL. The registry lives in a folder no sandbox can see.
 std::vector<std::string> entries(const std::string& registry) {
   std::vector<std::string> out;
   size_t i = 0;
@@ -84,11 +84,11 @@ std::vector<std::string> entries(const std::string& registry) {
 
 // Removes one placeholder if it is still empty. Looked up without following
 // symlinks: a link planted in its place is left alone.
-void remove_if_empty(const std::string& workspace, const std::string& entry) {
+void remove_if_empty(const std::string& entry) {
   if (entry.size() < 3 || entry[1] != ' ') return;
   bool dir = entry[0] == 'd';
   std::string path = entry.substr(2);
-  if (path != normalize(path) || !is_within(path, workspace) || path == workspace) return;
+  if (path.empty() || path[0] != '/' || path != normalize(path) || path == "/") return;
   auto parent_fd = sys::open_path_nofollow(parent(path), O_DIRECTORY);
   if (!parent_fd) return;
   std::string name = path.substr(path.rfind('/') + 1);
@@ -101,34 +101,35 @@ void remove_if_empty(const std::string& workspace, const std::string& entry) {
   }
 }
 
-void sweep(const std::string& workspace, const std::string& registry) {
-  for (const auto& e : entries(registry)) remove_if_empty(workspace, e);
+void sweep(const std::string& registry) {
+  for (const auto& e : entries(registry)) remove_if_empty(e);
 }
 
 }  // namespace
 
-void release_placeholders(const std::string& workspace, int lock_fd, int hold_fd) {
+void release_placeholders(int lock_fd, int hold_fd) {
   (void)::flock(lock_fd, LOCK_EX);
   // Only the last holder cleans up: the exclusive hold succeeds only when no
-  // other airlock run on this workspace still holds its shared one.
+  // other airlock run of this user still holds its shared one.
   if (::flock(hold_fd, LOCK_EX | LOCK_NB) == 0) {
-    sweep(workspace, read_all(lock_fd));
+    sweep(read_all(lock_fd));
     write_registry(lock_fd, "");
   }
   (void)::flock(hold_fd, LOCK_UN);
   (void)::flock(lock_fd, LOCK_UN);
 }
 
-Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
-                                                   const std::vector<Placeholder>& items) {
+Result<PlaceholderLease> PlaceholderLease::acquire(
+    const std::vector<Placeholder>& items) {
   PlaceholderLease lease;
-  lease.workspace_ = workspace;
-  // Every run on a workspace holds the shared lock, with or without
-  // placeholders of its own: a run that found another run's placeholders in
-  // place relies on them as much as their creator does.
+  // Every run holds the shared lock, with or without placeholders of its
+  // own: a run that found another run's placeholders in place relies on them
+  // as much as their creator does. One registry and one hold for all of the
+  // user's runs: a run on ws/proj must not remove placeholders that a run on
+  // ws has bound as if they were real files.
   auto dir = state_dir();
   if (!dir) return dir.error();
-  std::string key = fmt::format("{}/ws-{:016x}", *dir, std::hash<std::string>{}(workspace));
+  std::string key = *dir + "/placeholders";
   lease.lock_.reset(::open((key + ".lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   lease.hold_.reset(::open((key + ".hold").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!lease.lock_ || !lease.hold_) return sys_err(fmt::format("open({}.lock)", key));
@@ -137,7 +138,7 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
   if (::flock(lease.hold_.get(), LOCK_EX | LOCK_NB) == 0) {
     // Nobody else is running here: leftovers of a run that died with its
     // janitor are cleaned now.
-    sweep(workspace, registry);
+    sweep(registry);
     registry.clear();
   }
   if (::flock(lease.hold_.get(), LOCK_SH) != 0) return sys_err("flock(placeholder hold)");
@@ -208,7 +209,7 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::string& workspace,
         (void)::poll(&pf, 1, 10000);
       }
     }
-    release_placeholders(lease.workspace_, lease.lock_.get(), lease.hold_.get());
+    release_placeholders(lease.lock_.get(), lease.hold_.get());
     ::_exit(0);
   }
   lease.janitor_ = pid;
@@ -227,7 +228,7 @@ void PlaceholderLease::watch(pid_t init) {
 void PlaceholderLease::release() {
   if (!active_) return;
   active_ = false;
-  release_placeholders(workspace_, lock_.get(), hold_.get());
+  release_placeholders(lock_.get(), hold_.get());
   if (janitor_pipe_) {
     (void)sys::write_all(janitor_pipe_.get(), "x", 1);
     janitor_pipe_.reset();
@@ -238,7 +239,6 @@ void PlaceholderLease::release() {
 PlaceholderLease& PlaceholderLease::operator=(PlaceholderLease&& o) noexcept {
   if (this != &o) {
     release();
-    workspace_ = std::move(o.workspace_);
     lock_ = std::move(o.lock_);
     hold_ = std::move(o.hold_);
     janitor_pipe_ = std::move(o.janitor_pipe_);

@@ -29,7 +29,7 @@ class PlaceholderLease {
 
   // Creates the plan's placeholders (those not already there) and starts the
   // janitor. Nothing to do for an empty list.
-  static Result<PlaceholderLease> acquire(const std::string& workspace, const std::vector<Placeholder>& items);
+  static Result<PlaceholderLease> acquire(const std::vector<Placeholder>& items);
 
   // Tells the janitor which process must be gone before it may clean up.
   void watch(pid_t init);
@@ -38,13 +38,12 @@ class PlaceholderLease {
   void release();
 
  private:
-  std::string workspace_;
   UniqueFd lock_, hold_, janitor_pipe_;
   pid_t janitor_ = -1;
   bool active_ = false;
 };
 
 // The shared release step (also run by the janitor).
-void release_placeholders(const std::string& workspace, int lock_fd, int hold_fd);
+void release_placeholders(int lock_fd, int hold_fd);
 
 }  // namespace airlock::fs

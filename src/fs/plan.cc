@@ -252,11 +252,13 @@ class Planner {
         if (here == Shows::Empty) continue;  // nothing of the host is visible there anyway
         if (!n->exists) continue;            // placeholders and Landlock cover it
         m.push_back({K::StandIn, n->path, "", true, n->is_dir, false, n->eff_why});
+        if (here == Shows::HostRW) plan_.watch.push_back(n->path);
         shows[n->path] = Shows::Empty;
         continue;
       }
       if (!n->exists) continue;
       if (!n->pin && here != Shows::Empty && (here == Shows::HostRW) == writable) continue;  // already so
+      if (here == Shows::HostRW) plan_.watch.push_back(n->path);  // pinned or read-only inside a writable one
       m.push_back({K::BindHost, n->path, n->path, !writable, n->is_dir, here == Shows::Empty,
                    n->pin && n->eff_why.empty() ? n->pin_why : (n->pin ? n->eff_why + "; pinned" : n->eff_why)});
       shows[n->path] = writable ? Shows::HostRW : Shows::HostRO;
@@ -281,6 +283,7 @@ class Planner {
       bool dir = first != n.path || dir_names.count(base) > 0;
       const std::string& why = n.read == 0 ? n.read_why : n.write_why;
       plan_.placeholders.push_back({first, dir, why});
+      plan_.watch.push_back(first);
       plan_.mounts.push_back({MountOp::Kind::StandIn, first, "", true, dir, false, why + " (not there yet)", 0, true});
     }
     // Links last: their targets are mounted by now.
@@ -289,7 +292,10 @@ class Planner {
     // ../.ssh/id_ed25519`), and what the target holds is governed by the
     // rules at the target's own path.
     for (const auto& l : links_)
+    {
       plan_.mounts.push_back({MountOp::Kind::StandIn, l.link, "", true, false, false, l.why, 0, true});
+      plan_.watch.push_back(l.link);
+    }
     return {};
   }
 

@@ -74,6 +74,11 @@ struct Plan {
   std::vector<LandlockRule> landlock;
   std::vector<std::string> landlock_gaps;  // narrowings only the mount layer enforces
   std::vector<std::string> no_delete;      // paths that need Landlock to mean anything
+  // Mount points inside writable host folders. If the host itself removes
+  // or renames over one while the sandbox runs, the kernel drops the mount
+  // in the sandbox too, and the protection with it: the supervisor watches
+  // these and stops the sandbox.
+  std::vector<std::string> watch;
 };
 
 Result<Plan> make_plan(const policy::Policy& policy);

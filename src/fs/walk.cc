@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <fstream>
 #include <set>
 
@@ -14,57 +16,40 @@
 
 namespace airlock::fs {
 
-namespace {
-struct Walker {
+Result<WorkspaceScan> scan_workspace(const std::string& root, int max_depth) {
+  WorkspaceScan scan;
   std::set<std::string> protected_first;  // first components of protected names
-  std::set<std::string> skip;
-  size_t seen = 0;
-  std::vector<std::string> found;
-
-  void visit(int dirfd, const std::string& path, int depth, int max_depth) {
-    UniqueFd own(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!own) return;
-    DIR* d = ::fdopendir(own.release());
-    if (!d) return;
-    std::vector<std::string> subdirs;
-    bool has_protected = false;
-    while (struct dirent* e = ::readdir(d)) {
-      if (++seen > kWalkMaxEntries) break;
-      std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      if (protected_first.count(name)) has_protected = true;
-      if (e->d_type == DT_DIR && depth < max_depth && !skip.count(name) && !protected_first.count(name))
-        subdirs.push_back(name);
-    }
-    if (has_protected && depth > 0) found.push_back(path);
-    for (const auto& s : subdirs) {
-      if (seen > kWalkMaxEntries) break;
-      // O_NOFOLLOW|O_DIRECTORY: a symlink to a folder is not a folder here.
-      UniqueFd sub(::openat(::dirfd(d), s.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (sub) visit(sub.get(), path + "/" + s, depth + 1, max_depth);
-    }
-    ::closedir(d);
-  }
-};
-}  // namespace
-
-std::vector<std::string> find_nested_roots(const std::string& root, int max_depth) {
-  Walker w;
   for (const auto& pn : policy::default_protected_names())
-    w.protected_first.insert(pn.rel.substr(0, pn.rel.find('/')));
-  for (const auto& s : policy::walk_skip_dirs()) w.skip.insert(s);
-  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd) w.visit(fd.get(), root, 0, max_depth);
-  return w.found;
+    protected_first.insert(pn.rel.substr(0, pn.rel.find('/')));
+  std::set<std::string> found;
+  size_t budget = kWalkMaxEntries;
+  walk_entries(root, max_depth, budget, [&](const std::string& dir, const std::string& name, unsigned char type, int) {
+    if (type == DT_SOCK) scan.sockets.push_back(dir + "/" + name);
+    if (protected_first.count(name)) {
+      if (dir != root) found.insert(dir);
+      return false;  // not into .vscode, .claude, ...
+    }
+    return true;
+  });
+  // Fail closed: an unfinished search could miss a repository's hooks.
+  if (budget == 0)
+    return err("{}: more than {} files within {} folders of the workspace; airlock cannot check them all for "
+               "repositories and editor settings to protect. Lower mandatoryDenySearchDepth or choose a smaller "
+               "--workspace",
+               root, kWalkMaxEntries, max_depth);
+  scan.nested_roots.assign(found.begin(), found.end());
+  return scan;
 }
 
 void walk_entries(const std::string& root, int max_depth, size_t& budget,
                   const std::function<bool(const std::string&, const std::string&, unsigned char, int)>& visit) {
   std::set<std::string> skip(policy::walk_skip_dirs().begin(), policy::walk_skip_dirs().end());
-  std::vector<std::pair<std::string, int>> todo = {{root, 0}};
+  // Breadth-first, so shallow folders are seen before a deep or huge one
+  // can use up the budget.
+  std::deque<std::pair<std::string, int>> todo = {{root, 0}};
   while (!todo.empty() && budget > 0) {
-    auto [dir, level] = todo.back();
-    todo.pop_back();
+    auto [dir, level] = todo.front();
+    todo.pop_front();
     UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) continue;
     DIR* d = ::fdopendir(fd.release());
@@ -130,6 +115,41 @@ std::vector<std::string> git_hooks_paths(const std::string& root, const std::str
     out.push_back(absolutize(v, home, root));
   }
   return out;
+}
+
+namespace {
+std::string first_line(const std::string& file) {
+  std::ifstream f(file);
+  std::string line;
+  std::getline(f, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+std::string existing_dir(const std::string& path) {
+  auto r = resolve(path);
+  return (r && r->exists && r->is_dir) ? r->path : "";
+}
+}  // namespace
+
+std::string linked_git_dir(const std::string& root) {
+  std::string dotgit = root + "/.git";
+  struct stat st {};
+  if (::lstat(dotgit.c_str(), &st) != 0) return "";
+  if (S_ISLNK(st.st_mode)) return existing_dir(dotgit);
+  if (!S_ISREG(st.st_mode)) return "";
+  std::string line = first_line(dotgit);
+  if (line.rfind("gitdir:", 0) != 0) return "";
+  std::string target = line.substr(7);
+  target.erase(0, target.find_first_not_of(" \t"));
+  if (target.empty()) return "";
+  return existing_dir(target[0] == '/' ? target : root + "/" + target);
+}
+
+std::string git_common_dir(const std::string& gitdir) {
+  std::string line = first_line(gitdir + "/commondir");
+  if (line.empty()) return "";
+  return existing_dir(line[0] == '/' ? line : gitdir + "/" + line);
 }
 
 std::vector<std::string> find_git_dirs(const std::string& dot_git) {

@@ -7,13 +7,21 @@
 #include <string>
 #include <vector>
 
+#include "util/result.h"
+
 namespace airlock::fs {
 
-// Folders at depth 1..max_depth below `root` that contain at least one of
-// the default protected names. Stops after kWalkMaxEntries entries.
-std::vector<std::string> find_nested_roots(const std::string& root, int max_depth);
+// One walk of the workspace, depth 0..max_depth: the folders below it that
+// contain one of the default protected names, and the unix sockets in it.
+// An error when more than kWalkMaxEntries entries would have to be read (the
+// search must not stop half-way).
+struct WorkspaceScan {
+  std::vector<std::string> nested_roots;
+  std::vector<std::string> sockets;
+};
+Result<WorkspaceScan> scan_workspace(const std::string& root, int max_depth);
 
-inline constexpr size_t kWalkMaxEntries = 50000;
+inline constexpr size_t kWalkMaxEntries = 200000;
 
 // Breadth-first walk below `root`, never following symlinks and never
 // entering the tool folders of walk_skip_dirs(). `visit(dir, name, d_type,
@@ -33,6 +41,13 @@ std::vector<std::string> find_sockets(const std::string& root, int max_depth, si
 // core.hooksPath in its .git/config and the user's global config (absolute;
 // relative values are relative to `root`).
 std::vector<std::string> git_hooks_paths(const std::string& root, const std::string& home);
+
+// The git folder a `.git` file ("gitdir: X") or a `.git` symlink at `root`
+// names, resolved; "" when `.git` is a plain folder or absent.
+std::string linked_git_dir(const std::string& root);
+
+// The common git folder `gitdir/commondir` names, resolved; "" if none.
+std::string git_common_dir(const std::string& gitdir);
 
 // Git directories kept inside a repository's .git folder: submodules
 // (.git/modules/NAME, nested) and linked worktrees (.git/worktrees/NAME).

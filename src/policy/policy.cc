@@ -182,7 +182,9 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   // 4. Protected files inside the workspace and in nested folders found by
   // airlock's own walk (no external tool, symlinks never followed).
   std::vector<std::string> roots = {p.workspace};
-  for (const auto& nested : fs::find_nested_roots(p.workspace, p.protect_depth)) roots.push_back(nested);
+  auto scan = fs::scan_workspace(p.workspace, p.protect_depth);
+  if (!scan) return scan.error();
+  for (const auto& n : scan->nested_roots) roots.push_back(n);
   for (const auto& root : roots) {
     bool top = root == p.workspace;
     struct stat gst {};
@@ -208,15 +210,30 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
         if (fs::is_within(hp, p.workspace))
           AIRLOCK_TRY(b.add(RuleKind::DenyWrite, hp, true, "protected hooks folder (core.hooksPath)", false));
     // Submodules and worktrees keep their own hooks and config inside .git.
-    if (git_dir) {
-      for (const auto& gd : fs::find_git_dirs(root + "/.git")) {
-        for (const char* name : {"hooks", "config", "config.worktree", "commondir"}) {
-          if ((std::string(name) == "config" || std::string(name) == "config.worktree") && allow_git_config) continue;
-          struct stat st {};
-          if (::lstat((gd + "/" + name).c_str(), &st) == 0)
-            AIRLOCK_TRY(b.add(RuleKind::DenyWrite, gd + "/" + name, true,
-                              fmt::format("protected file {} of {}", name, gd), false));
-        }
+    // A .git file (gitdir: X) or a .git symlink names the real git folder,
+    // which may be anywhere in the workspace (`.bare` layouts); its commondir
+    // names the one holding the shared config and hooks. All of them get the
+    // same protection.
+    std::vector<std::string> gitdirs;
+    if (git_dir) gitdirs.push_back(root + "/.git");
+    if (auto gd = fs::linked_git_dir(root); !gd.empty()) gitdirs.push_back(gd);
+    for (size_t i = 0; i < gitdirs.size() && i < 64; ++i) {
+      if (auto common = fs::git_common_dir(gitdirs[i]); !common.empty()) gitdirs.push_back(common);
+      for (const auto& sub : fs::find_git_dirs(gitdirs[i])) gitdirs.push_back(sub);
+    }
+    std::set<std::string> seen_gitdirs;
+    for (const auto& gd : gitdirs) {
+      if (!seen_gitdirs.insert(gd).second) continue;
+      bool main_dir = gd == root + "/.git";
+      for (const char* name : {"hooks", "config", "config.worktree", "commondir"}) {
+        bool is_config = std::string(name) == "config" || std::string(name) == "config.worktree";
+        if (is_config && allow_git_config) continue;
+        if (main_dir && std::string(name) != "commondir") continue;  // the protected names above cover these
+        struct stat st {};
+        bool missing_hooks = std::string(name) == "hooks" && ::lstat((gd + "/hooks").c_str(), &st) != 0;
+        if (::lstat((gd + "/" + name).c_str(), &st) == 0 || missing_hooks)
+          AIRLOCK_TRY(b.add(RuleKind::DenyWrite, gd + "/" + name, true, fmt::format("protected file {} of {}", name, gd),
+                            false));
       }
     }
   }
@@ -224,21 +241,24 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   // 5. Host unix sockets: a read-only mount does not stop connect(), so each
   //    socket found where they usually live is hidden. (The private /run and
   //    /tmp hide the usual places wholesale.)
-  size_t budget = 30000;
   std::vector<std::pair<std::string, int>> scans;
   for (const auto& sc : default_socket_scans())
     for (const auto& h : (sc.root == "~/" ? homes : std::vector<std::string>{sc.root}))
       scans.emplace_back(h, sc.depth);
-  scans.emplace_back(p.workspace, p.protect_depth);
   std::set<std::string> exposed;  // network.allowUnixSockets, already resolved
   for (const auto& r : p.rules)
     if (r.kind == RuleKind::AllowRead && r.why.find("allowUnixSockets") != std::string::npos) exposed.insert(r.path);
-  for (const auto& [root, depth] : scans)
+  for (const auto& sock : scan->sockets)  // the workspace's, from the complete walk above
+    if (!exposed.count(sock)) p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", ""});
+  for (const auto& [root, depth] : scans) {
+    size_t budget = 20000;  // per root: one crowded folder cannot hide the others
     for (const auto& sock : fs::find_sockets(root, depth, budget))
       if (!exposed.count(sock)) p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", ""});
-  if (budget == 0)
-    p.notes.push_back("warning: the search for host sockets stopped early (too many files); sockets deeper in "
-                      "the home folder may stay reachable");
+    if (budget == 0)
+      p.notes.push_back(fmt::format("warning: the search for host unix sockets in {} stopped early (too many files); "
+                                    "a socket there may stay reachable",
+                                    root));
+  }
 
   // 6. Environment: everything but secrets; AIRLOCK=1.
   std::vector<std::string> keep, remove;

@@ -24,6 +24,7 @@
 #include "sandbox/protocol.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/terminal.h"
+#include "sandbox/watch.h"
 #include "seccomp/filter.h"
 #include "util/log.h"
 #include "util/sys.h"
@@ -106,6 +107,9 @@ class Supervisor {
 
     if (auto st = write_id_maps(child_, spec_.policy->uid, spec_.policy->gid); !st)
       return fail_and_reap(st.error().message);
+    auto watch = MountWatch::start(spec_.plan->watch);
+    if (!watch) return fail_and_reap(watch.error().message);
+    watch_ = std::move(*watch);
     GoMessage go;
     go.use_pty = spec_.use_pty;
     if (spec_.use_pty && ::ioctl(tty_fd(), TIOCGWINSZ, &go.ws) == 0) go.have_winsize = 1;
@@ -116,7 +120,7 @@ class Supervisor {
     git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
     // Placeholders, after signals are blocked: a ^C now cannot leave
     // placeholders that were never recorded.
-    auto lease = fs::PlaceholderLease::acquire(spec_.policy->workspace, spec_.plan->placeholders);
+    auto lease = fs::PlaceholderLease::acquire(spec_.plan->placeholders);
     if (!lease) return fail_and_reap(lease.error().message);
     lease_ = std::move(*lease);
     log::debug("placeholders ready");
@@ -201,7 +205,7 @@ class Supervisor {
     std::optional<int> status;
     bool sock_open = true;
     for (;;) {
-      struct pollfd p[6];
+      struct pollfd p[7];
       int n = 0;
       p[n++] = {sigfd_.get(), POLLIN, 0};
       p[n++] = {pidfd_.get(), POLLIN, 0};
@@ -212,6 +216,8 @@ class Supervisor {
       }
       int i_sock = -1, i_in = -1, i_master = -1, i_filter = -1;
       if (listener_) { i_filter = n; p[n++] = {listener_.get(), POLLIN, 0}; }
+      int i_watch = -1;
+      if (watch_.fd() >= 0 && tampered_.empty()) { i_watch = n; p[n++] = {watch_.fd(), POLLIN, 0}; }
       if (sock_open) { i_sock = n; p[n++] = {sock_.get(), POLLIN, 0}; }
       if (stdin_open) { i_in = n; p[n++] = {STDIN_FILENO, POLLIN, 0}; }
       if (master_) { i_master = n; p[n++] = {master_.get(), POLLIN, 0}; }
@@ -231,6 +237,10 @@ class Supervisor {
       if (p[0].revents & POLLIN) {
         struct signalfd_siginfo si;
         while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) forward(static_cast<int>(si.ssi_signo));
+      }
+      if (i_watch >= 0 && p[i_watch].revents) {
+        tampered_ = watch_.check();
+        if (!tampered_.empty()) ::kill(child_, SIGKILL);  // fail closed: the sandbox goes
       }
       if (i_filter >= 0 && p[i_filter].revents) {
         if (p[i_filter].revents & (POLLHUP | POLLERR)) listener_.reset();  // nobody left under the filter
@@ -281,6 +291,12 @@ class Supervisor {
     for (const auto& e : cgroup_.events()) log::info("{}", e);
     for (const auto& w : fs::git_check_after(git_before_, spec_.policy->workspace, spec_.policy->protect_depth))
       log::info("{}", w);
+    if (!tampered_.empty()) {
+      log::info("{} was removed or replaced on the host while the command ran, which takes away its protection "
+                "inside the sandbox; the sandbox was stopped",
+                tampered_);
+      return kExitAirlockError;
+    }
     if (timed_out_) {
       log::info("timed out after {} s (limits.timeoutSeconds): the sandbox was killed", spec_.policy->limits.timeout_seconds);
       return kExitTimeout;
@@ -329,6 +345,8 @@ class Supervisor {
   fs::PlaceholderLease lease_;
   UniqueFd sigfd_, sock_, pidfd_, master_, listener_;
   Cgroup cgroup_;
+  MountWatch watch_;
+  std::string tampered_;
   fs::GitSnapshot git_before_;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   bool timed_out_ = false;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -28,7 +29,23 @@ static std::string from_env(const char* name, const char* fallback) {
   return v && *v ? v : fallback;
 }
 std::string airlock_bin() { return from_env("AIRLOCK_BIN", AIRLOCK_BIN); }
-std::string probe_bin() { return from_env("AIRLOCK_PROBE", PROBE_BIN); }
+// The probe runs inside the sandbox, so it must live where the sandbox can
+// see it: a build tree under the host's /tmp is hidden by the private /tmp.
+// It is copied once to /var/tmp and removed when the tests end.
+std::string probe_bin() {
+  static std::string path = [] {
+    std::string src = from_env("AIRLOCK_PROBE", PROBE_BIN);
+    if (src.rfind("/tmp/", 0) != 0) return src;
+    static char dir[] = "/var/tmp/airlock-probe-XXXXXX";
+    if (!::mkdtemp(dir)) return src;
+    ::chmod(dir, 0755);
+    std::string dst = std::string(dir) + "/probe";
+    if (std::system(("cp '" + src + "' '" + dst + "'").c_str()) != 0) return src;
+    std::atexit([] { (void)!std::system((std::string("rm -rf ") + dir).c_str()); });
+    return dst;
+  }();
+  return path;
+}
 bool is_root() { return ::getuid() == 0; }
 
 RunResult run_program(const std::vector<std::string>& argv, const RunOptions& o) {

@@ -1,0 +1,50 @@
+#include "sandbox/watch.h"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "fs/path.h"
+
+namespace airlock::sandbox {
+
+Result<MountWatch> MountWatch::start(const std::vector<std::string>& paths) {
+  MountWatch w;
+  if (paths.empty()) return w;
+  w.fd_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+  if (!w.fd_) return sys_err("inotify_init1");
+  for (const auto& p : paths) {
+    std::string dir = fs::parent(p);
+    std::string name = p.substr(p.rfind('/') + 1);
+    if (!w.names_.count(dir)) {
+      int wd = ::inotify_add_watch(w.fd_.get(), dir.c_str(),
+                                   IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+                                       IN_DONT_FOLLOW | IN_ONLYDIR);
+      if (wd < 0) return sys_err(fmt::format("inotify_add_watch({})", dir));
+      w.dirs_[wd] = dir;
+    }
+    w.names_[dir].insert(name);
+  }
+  return w;
+}
+
+std::string MountWatch::check() {
+  alignas(struct inotify_event) char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+    if (n <= 0) return "";
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<struct inotify_event*>(p);
+      p += sizeof(struct inotify_event) + ev->len;
+      auto it = dirs_.find(ev->wd);
+      if (it == dirs_.end()) continue;
+      const std::string& dir = it->second;
+      if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) return dir;
+      std::string name = ev->len ? std::string(ev->name) : "";
+      if (names_[dir].count(name)) return dir + "/" + name;
+    }
+  }
+}
+
+}  // namespace airlock::sandbox
