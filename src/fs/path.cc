@@ -8,18 +8,20 @@
 
 namespace airlock::fs {
 
-namespace {
-std::vector<std::string> split(const std::string& p) {
+std::vector<std::string> split_on(const std::string& s, char sep) {
   std::vector<std::string> out;
   size_t i = 0;
-  while (i < p.size()) {
-    size_t j = p.find('/', i);
-    if (j == std::string::npos) j = p.size();
-    if (j > i) out.push_back(p.substr(i, j - i));
+  while (i < s.size()) {
+    size_t j = s.find(sep, i);
+    if (j == std::string::npos) j = s.size();
+    if (j > i) out.push_back(s.substr(i, j - i));
     i = j + 1;
   }
   return out;
 }
+
+namespace {
+std::vector<std::string> split(const std::string& p) { return split_on(p, '/'); }
 
 std::string join(const std::vector<std::string>& parts) {
   if (parts.empty()) return "/";

@@ -10,6 +10,9 @@
 
 namespace airlock::fs {
 
+// The non-empty pieces of s between separators.
+std::vector<std::string> split_on(const std::string& s, char sep);
+
 // Lexical normalisation of an absolute path: "//" and "." dropped, ".."
 // pops (never above "/"). No filesystem access.
 std::string normalize(const std::string& abs);

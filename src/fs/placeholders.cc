@@ -70,15 +70,7 @@ void write_registry(int fd, const std::string& s) {
 
 // Registry entries are "d PATH" / "f PATH", NUL-separated: a path may hold
 // any byte but NUL. The registry lives in a folder no sandbox can see.
-std::vector<std::string> entries(const std::string& registry) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < registry.size()) {
-    size_t j = registry.find('\0', i);
-    if (j == std::string::npos) j = registry.size();
-    if (j > i) out.push_back(registry.substr(i, j - i));
-    i = j + 1;
-  }
+std::vector<std::string> entries(const std::string& registry) { return split_on(registry, '\0'); }
   return out;
 }
 

@@ -37,6 +37,8 @@ std::string MountWatch::check() {
     for (char* p = buf; p < buf + n;) {
       auto* ev = reinterpret_cast<struct inotify_event*>(p);
       p += sizeof(struct inotify_event) + ev->len;
+      // Lost events could hide a replacement: fail closed.
+      if (ev->mask & IN_Q_OVERFLOW) return "(the watch's event queue overflowed, so a protected path)";
       auto it = dirs_.find(ev->wd);
       if (it == dirs_.end()) continue;
       const std::string& dir = it->second;

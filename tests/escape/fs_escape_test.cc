@@ -22,88 +22,14 @@
 #include <vector>
 
 #include "../integration/harness.h"
+#include "attack.h"
 
 namespace airlock::test {
 namespace {
 
-::testing::AssertionResult contains(const std::string& hay, const std::string& needle) {
-  if (hay.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << needle << "' not found in:\n" << hay;
-}
-
-::testing::AssertionResult lacks(const std::string& hay, const std::string& needle) {
-  if (hay.find(needle) == std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << needle << "' found in:\n" << hay;
-}
-
 // The fixture's secrets: none of these may ever appear in anything the
 // sandboxed command prints.
 const std::vector<std::string> kSecrets = {"PRIVATE-KEY-MATERIAL", "AKIASECRET", "NETRCSECRET", "DOCKERSECRET"};
-
-std::string sq(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-// One probe call inside the sandbox: its label and its arguments (already
-// shell-quoted where needed).
-struct Try {
-  std::string label, args;
-};
-
-// A shell script that runs each probe and prints "LABEL RESULT" on one line
-// (a probe that prints several lines has them joined with '|').
-std::string probe_script(const std::vector<Try>& tries, const std::string& prologue = "") {
-  std::string s = "p=" + sq(probe_bin()) + "\n" + prologue + "\n";
-  for (const auto& t : tries)
-    s += "r=$($p " + t.args + " 2>&1); printf '%s %s\\n' " + sq(t.label) + " \"$(printf %s \"$r\" | tr '\\n' '|')\"\n";
-  return s;
-}
-
-std::map<std::string, std::string> parse_results(const std::string& out) {
-  std::map<std::string, std::string> r;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) {
-    auto sp = line.find(' ');
-    if (sp == std::string::npos) r[line] = "";
-    else r[line.substr(0, sp)] = line.substr(sp + 1);
-  }
-  return r;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-bool lexists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-bool is_symlink(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
-}
-
-// A write refused by the mount layer (EROFS), by Landlock or file modes
-// (EACCES: the sandbox has no capabilities, so a 0444 stand-in refuses even
-// uid 0), or by the kernel's rules for mount points (EBUSY, EXDEV, EPERM).
-// ENOENT is not among them: it would mean the test aimed at the wrong path.
-::testing::AssertionResult refused(const std::map<std::string, std::string>& r, const std::string& label,
-                                   const std::set<std::string>& errnos) {
-  auto it = r.find(label);
-  if (it == r.end()) return ::testing::AssertionFailure() << label << ": no result (did the script run?)";
-  for (const auto& e : errnos)
-    if (it->second == "ERR " + e) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << label << ": got '" << it->second << "'";
-}
 
 const std::set<std::string> kReadOnly = {"EROFS", "EACCES"};
 
@@ -129,13 +55,6 @@ void expect_host_secrets_intact(const SandboxFixture& fx) {
   EXPECT_EQ(slurp(fx.home + "/.aws/credentials"), "aws_secret_access_key=AKIASECRET\n");
   EXPECT_EQ(slurp(fx.home + "/.netrc"), "machine example.com password NETRCSECRET\n");
   EXPECT_EQ(slurp(fx.home + "/.docker/config.json"), "{\"auths\":{\"x\":{\"auth\":\"DOCKERSECRET\"}}}\n");
-}
-
-std::string write_settings(const SandboxFixture& fx, const std::string& json) {
-  static int n = 0;
-  std::string rel = "settings-" + std::to_string(++n) + ".json";
-  fx.tree.write(rel, json);
-  return fx.tree.path(rel);
 }
 
 // --- Writes outside the workspace ------------------------------------------

@@ -34,87 +34,15 @@
 #include <vector>
 
 #include "../integration/harness.h"
+#include "attack.h"
 
 namespace airlock::test {
 namespace {
-
-::testing::AssertionResult contains(const std::string& hay, const std::string& needle) {
-  if (hay.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << needle << "' not found in:\n" << hay;
-}
-
-::testing::AssertionResult lacks(const std::string& hay, const std::string& needle) {
-  if (hay.find(needle) == std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << needle << "' found in:\n" << hay;
-}
-
-std::string sq(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-// One probe call inside the sandbox: its label and its arguments (already
-// shell-quoted where needed).
-struct Try {
-  std::string label, args;
-};
-
-// A shell script that runs each probe and prints "LABEL RESULT" on one line
-// (a probe that prints several lines has them joined with '|'). A probe
-// killed by a signal shows as "killed <status>".
-std::string probe_script(const std::vector<Try>& tries, const std::string& prologue = "",
-                         const std::string& epilogue = "") {
-  std::string s = "p=" + sq(probe_bin()) + "\n" + prologue + "\n";
-  for (const auto& t : tries)
-    s += "r=$($p " + t.args + " 2>&1); c=$?; [ $c -gt 128 ] && r=\"killed $c\"; printf '%s %s\\n' " + sq(t.label) +
-         " \"$(printf %s \"$r\" | tr '\\n' '|')\"\n";
-  return s + epilogue + "\n";
-}
-
-std::map<std::string, std::string> parse_results(const std::string& out) {
-  std::map<std::string, std::string> r;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();  // through a pty
-    auto sp = line.find(' ');
-    if (sp == std::string::npos) r[line] = "";
-    else r[line.substr(0, sp)] = line.substr(sp + 1);
-  }
-  return r;
-}
-
-// The result is one of the given errnos.
-::testing::AssertionResult refused(const std::map<std::string, std::string>& r, const std::string& label,
-                                   const std::set<std::string>& errnos) {
-  auto it = r.find(label);
-  if (it == r.end()) return ::testing::AssertionFailure() << label << ": no result (did the script run?)";
-  for (const auto& e : errnos)
-    if (it->second == "ERR " + e) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << label << ": got '" << it->second << "'";
-}
-
-::testing::AssertionResult allowed(const std::map<std::string, std::string>& r, const std::string& label) {
-  auto it = r.find(label);
-  if (it == r.end()) return ::testing::AssertionFailure() << label << ": no result (did the script run?)";
-  if (it->second == "OK" || it->second.rfind("OK ", 0) == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << label << ": expected OK, got '" << it->second << "'";
-}
 
 // What the sandbox's empty network namespace answers for an address it has
 // no route or no local address for. ECONNREFUSED or ETIMEDOUT would mean a
 // packet went somewhere.
 const std::set<std::string> kNoRoute = {"ENETUNREACH", "EADDRNOTAVAIL", "EHOSTUNREACH"};
-
-std::string write_settings(const SandboxFixture& fx, const std::string& json) {
-  static int n = 0;
-  std::string rel = "settings-" + std::to_string(++n) + ".json";
-  fx.tree.write(rel, json);
-  return fx.tree.path(rel);
-}
 
 std::string unique_name(const std::string& what) {
   static int n = 0;
