@@ -71,8 +71,6 @@ void write_registry(int fd, const std::string& s) {
 // Registry entries are "d PATH" / "f PATH", NUL-separated: a path may hold
 // any byte but NUL. The registry lives in a folder no sandbox can see.
 std::vector<std::string> entries(const std::string& registry) { return split_on(registry, '\0'); }
-  return out;
-}
 
 // Removes one placeholder if it is still empty. Looked up without following
 // symlinks: a link planted in its place is left alone.
