@@ -160,6 +160,13 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   (void)::prctl(PR_SET_DUMPABLE, 0);
   // 8. Resource limits the cgroup does not cover (or all, without one).
   auto limits = phase('L');
+  // The compiled syscall filter follows in a message of its own.
+  std::string bpf(1 << 16, '\0');
+  ssize_t got;
+  do got = ::recv(sock, bpf.data(), bpf.size(), 0);
+  while (got < 0 && errno == EINTR);
+  if (got <= 0) ::_exit(kExitAirlockError);
+  bpf.resize(static_cast<size_t>(got));
   if (auto st = apply_rlimits(spec.policy->limits, limits->cgroup_pids, limits->cgroup_memory); !st)
     fail(sock, st.error().message);
   // --- privilege ends here: no capabilities, no_new_privs -----------------
@@ -172,8 +179,9 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   }
   // 10. The syscall filter, last: everything above needed calls it refuses.
   //    Refusals are answered by the supervisor through the listener.
-  auto listener = seccomp::install(seccomp::Options{spec.policy->allow_nested_userns});
+  auto listener = seccomp::load(bpf);
   if (!listener) fail(sock, listener.error().message);
+  log::debug("syscall filter installed");
   // 11. Signals arrive as data (sigwaitinfo), never as handlers.
   sigset_t set;
   sigemptyset(&set);

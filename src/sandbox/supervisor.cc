@@ -116,7 +116,8 @@ class Supervisor {
     if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
 
     // While init builds the root, on the other core: the placeholders it
-    // will mount on, then the cgroup it must be in before the command runs.
+    // will mount on, then the syscall filter it will install and the cgroup
+    // it must be in before the command runs.
     git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
     // Placeholders, after signals are blocked: a ^C now cannot leave
     // placeholders that were never recorded.
@@ -128,6 +129,8 @@ class Supervisor {
     lease_.watch(child_);
     PhaseMessage placed{'P', 1, 0, 0};
     if (!sys::write_all(sock_.get(), &placed, sizeof placed)) return fail_and_reap("the sandbox died during setup");
+    auto bpf = seccomp::compile(filter_opts());
+    if (!bpf) return fail_and_reap(bpf.error().message);
     // Limits: a cgroup holds init (and so everything it starts) before it
     // runs a single step of its own.
     auto cg = Cgroup::create(spec_.policy->limits, child_);
@@ -137,7 +140,8 @@ class Supervisor {
                spec_.policy->limits.memory_bytes, cgroup_.mechanism(), spec_.policy->limits.timeout_seconds);
     PhaseMessage limited{'L', 1, static_cast<uint8_t>(cgroup_.holds_processes()),
                          static_cast<uint8_t>(cgroup_.holds_memory())};
-    if (!sys::write_all(sock_.get(), &limited, sizeof limited)) return fail_and_reap("the sandbox died during setup");
+    if (!sys::write_all(sock_.get(), &limited, sizeof limited) || !sys::write_all(sock_.get(), bpf->data(), bpf->size()))
+      return fail_and_reap("the sandbox died during setup");
 
     auto ready = recv_msg(sock_.get());
     log::debug("sandbox ready");

@@ -1,6 +1,10 @@
 #include "seccomp/filter.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <seccomp.h>
 #include <unistd.h>
 
@@ -31,7 +35,7 @@ void describe_pid(int host_pid, Denial& d) {
 }
 }  // namespace
 
-Result<UniqueFd> install(const Options& opt) {
+Result<std::string> compile(const Options& opt) {
   // Everything not named in the policy is allowed: the policy is a list of
   // refusals, each with its reason (policy.cc).
   Ctx ctx(seccomp_init(SCMP_ACT_ALLOW));
@@ -64,11 +68,25 @@ Result<UniqueFd> install(const Options& opt) {
       if (rc != 0) return sys_err(fmt::format("seccomp_rule_add({}, group {})", r.syscall, g.name), -rc);
     }
   }
-  if (int rc = seccomp_load(ctx.get()); rc != 0)
-    return sys_err("seccomp_load (the kernel needs CONFIG_SECCOMP_FILTER and user notification, Linux 5.0+)", -rc);
-  int fd = seccomp_notify_fd(ctx.get());
-  if (fd < 0) return err("seccomp_notify_fd failed");
-  return UniqueFd(fd);
+  UniqueFd mem(::memfd_create("airlock-bpf", MFD_CLOEXEC));
+  if (!mem) return sys_err("memfd_create(seccomp program)");
+  if (int rc = seccomp_export_bpf(ctx.get(), mem.get()); rc != 0) return sys_err("seccomp_export_bpf", -rc);
+  std::string bpf(static_cast<size_t>(::lseek(mem.get(), 0, SEEK_END)), '\0');
+  if (::pread(mem.get(), bpf.data(), bpf.size(), 0) != static_cast<ssize_t>(bpf.size()))
+    return sys_err("read(seccomp program)");
+  return bpf;
+}
+
+Result<UniqueFd> load(const std::string& bpf) {
+  if (bpf.empty() || bpf.size() % sizeof(struct sock_filter) != 0) return err("internal: malformed seccomp program");
+  struct sock_fprog prog {};
+  prog.len = static_cast<unsigned short>(bpf.size() / sizeof(struct sock_filter));
+  prog.filter = reinterpret_cast<struct sock_filter*>(const_cast<char*>(bpf.data()));
+  long fd = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+  if (fd < 0)
+    return sys_err("seccomp(SET_MODE_FILTER, NEW_LISTENER) (the kernel needs CONFIG_SECCOMP_FILTER and user "
+                   "notification, Linux 5.0+)");
+  return UniqueFd(static_cast<int>(fd));
 }
 
 Result<std::vector<Denial>> answer(int listener, const Options& opt) {

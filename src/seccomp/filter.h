@@ -13,11 +13,15 @@
 
 namespace airlock::seccomp {
 
-// Installs the filter on the calling thread (it is inherited by everything
-// the thread forks) and returns the notification listener. Requires
-// no_new_privs. This must be the last step of setup: afterwards the calling
-// process can no longer mount, unshare, etc.
-Result<UniqueFd> install(const Options& opt);
+// Compiles the policy to a BPF program (raw struct sock_filter array). Done
+// by the supervisor while the sandbox is being built, off its critical path.
+Result<std::string> compile(const Options& opt);
+
+// Installs a compiled program on the calling thread (it is inherited by
+// everything the thread forks) and returns the notification listener.
+// Requires no_new_privs. This must be the last step of setup: afterwards the
+// calling process can no longer mount, unshare, etc.
+Result<UniqueFd> load(const std::string& bpf);
 
 // One refused call, as seen by the supervisor.
 struct Denial {
