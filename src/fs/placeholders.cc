@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -97,48 +98,80 @@ void sweep(const std::string& registry) {
 
 }  // namespace
 
-void release_placeholders(int lock_fd, int hold_fd) {
+namespace {
+// The hold file of one placeholder path: a run that relies on the
+// placeholder keeps a shared lock on it; whoever gets the exclusive lock is
+// the last user and removes the placeholder.
+std::string hold_path(const std::string& dir, const std::string& entry_path) {
+  return fmt::format("{}/ph-{:016x}", dir, std::hash<std::string>{}(entry_path));
+}
+
+std::string entry_path(const std::string& e) { return e.size() > 2 ? e.substr(2) : ""; }
+}  // namespace
+
+void release_placeholders(const std::string& dir, int lock_fd, const std::vector<std::pair<std::string, int>>& holds) {
   (void)::flock(lock_fd, LOCK_EX);
-  // Only the last holder cleans up: the exclusive hold succeeds only when no
-  // other airlock run of this user still holds its shared one.
-  if (::flock(hold_fd, LOCK_EX | LOCK_NB) == 0) {
-    sweep(read_all(lock_fd));
-    write_registry(lock_fd, "");
+  std::vector<std::string> keep;
+  std::set<std::string> done;
+  for (const auto& [entry, fd] : holds) {
+    // Last user: nobody else holds it shared.
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      remove_if_empty(entry);
+      done.insert(entry);
+      ::unlink(hold_path(dir, entry_path(entry)).c_str());
+    }
+    (void)::flock(fd, LOCK_UN);
   }
-  (void)::flock(hold_fd, LOCK_UN);
+  std::string registry;
+  for (const auto& e : entries(read_all(lock_fd)))
+    if (!done.count(e)) registry += e + std::string(1, '\0');
+  write_registry(lock_fd, registry);
   (void)::flock(lock_fd, LOCK_UN);
 }
 
-Result<PlaceholderLease> PlaceholderLease::acquire(
-    const std::vector<Placeholder>& items) {
+Result<PlaceholderLease> PlaceholderLease::acquire(const std::vector<Placeholder>& items,
+                                                   const std::vector<std::string>& watched) {
   PlaceholderLease lease;
-  // Every run holds the shared lock, with or without placeholders of its
-  // own: a run that found another run's placeholders in place relies on them
-  // as much as their creator does. One registry and one hold for all of the
-  // user's runs: a run on ws/proj must not remove placeholders that a run on
-  // ws has bound as if they were real files.
+  // One registry for all of the user's runs (a run on ws/proj creates
+  // placeholders a run on ws binds as if they were real files), and a hold
+  // per placeholder: every run that relies on a placeholder, because it made
+  // it or because it found it registered, holds it; the last one removes it.
   auto dir = state_dir();
   if (!dir) return dir.error();
-  std::string key = *dir + "/placeholders";
-  lease.lock_.reset(::open((key + ".lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  lease.hold_.reset(::open((key + ".hold").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!lease.lock_ || !lease.hold_) return sys_err(fmt::format("open({}.lock)", key));
+  lease.dir_ = *dir;
+  lease.lock_.reset(::open((*dir + "/placeholders.lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!lease.lock_) return sys_err(fmt::format("open({}/placeholders.lock)", *dir));
   if (::flock(lease.lock_.get(), LOCK_EX) != 0) return sys_err("flock(placeholder registry)");
-  std::string registry = read_all(lease.lock_.get());
-  if (::flock(lease.hold_.get(), LOCK_EX | LOCK_NB) == 0) {
-    // Nobody else is running here: leftovers of a run that died with its
-    // janitor are cleaned now.
-    sweep(registry);
-    registry.clear();
+  std::vector<std::string> registry = entries(read_all(lease.lock_.get()));
+  std::set<std::string> watched_set(watched.begin(), watched.end());
+  auto hold = [&](const std::string& entry) -> bool {
+    UniqueFd fd(::open(hold_path(*dir, entry_path(entry)).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd || ::flock(fd.get(), LOCK_SH) != 0) return false;
+    lease.holds_.emplace_back(entry, std::move(fd));
+    return true;
+  };
+  // Registered placeholders: ours to rely on (held), or left over by runs
+  // that are all gone (removed now).
+  std::vector<std::string> kept;
+  for (const auto& e : registry) {
+    if (watched_set.count(entry_path(e))) {
+      if (hold(e)) kept.push_back(e);
+      continue;
+    }
+    UniqueFd fd(::open(hold_path(*dir, entry_path(e)).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+      remove_if_empty(e);
+      ::unlink(hold_path(*dir, entry_path(e)).c_str());
+    } else {
+      kept.push_back(e);  // another run still relies on it
+    }
   }
-  if (::flock(lease.hold_.get(), LOCK_SH) != 0) return sys_err("flock(placeholder hold)");
   Status status;
   for (const auto& p : items) {
     auto parent_fd = sys::open_path_nofollow(parent(p.path), O_DIRECTORY);
     if (!parent_fd) { status = err("placeholder {}: {}", p.path, parent_fd.error().message); break; }
     std::string name = p.path.substr(p.path.rfind('/') + 1);
-    std::string line = fmt::format("{} {}", p.dir ? 'd' : 'f', p.path);
-    line.push_back('\0');
+    std::string entry = fmt::format("{} {}", p.dir ? 'd' : 'f', p.path);
     int rc;
     if (p.dir) {
       rc = ::mkdirat(parent_fd->get(), name.c_str(), 0755);
@@ -147,17 +180,23 @@ Result<PlaceholderLease> PlaceholderLease::acquire(
       rc = f < 0 ? -1 : ::close(f);
     }
     if (rc != 0 && errno != EEXIST) { status = sys_err(fmt::format("create placeholder {}", p.path)); break; }
-    if (rc == 0 && registry.find(line) == std::string::npos) registry += line;
+    bool registered = std::find(kept.begin(), kept.end(), entry) != kept.end();
+    if (rc == 0 && !registered) {
+      kept.push_back(entry);
+      if (!hold(entry)) { status = err("placeholder {}: cannot hold it", p.path); break; }
+    }
     log::debug("placeholder {} {}", p.dir ? "folder" : "file", p.path);
   }
-  write_registry(lease.lock_.get(), registry);
+  std::string out;
+  for (const auto& e : kept) out += e + std::string(1, '\0');
+  write_registry(lease.lock_.get(), out);
   (void)::flock(lease.lock_.get(), LOCK_UN);
   lease.active_ = true;
   if (!status) {
     lease.release();
     return status.error();
   }
-  if (registry.empty()) return lease;  // nothing to clean up after a SIGKILL
+  if (lease.holds_.empty()) return lease;  // nothing to clean up after a SIGKILL
   // The janitor: a process of its own session that outlives a SIGKILL of
   // airlock. It waits for EOF on the pipe; "x" first means a clean release.
   int pfd[2];
@@ -171,9 +210,11 @@ Result<PlaceholderLease> PlaceholderLease::acquire(
     signal(SIGHUP, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     wr.reset();
-    // Keep only what the janitor needs: the registry lock, the hold and the pipe.
+    // Keep only what the janitor needs: the registry lock, the holds and the pipe.
+    std::set<int> keep = {lease.lock_.get(), rd.get()};
+    for (const auto& [e, fd] : lease.holds_) keep.insert(fd.get());
     for (int fd = 3; fd < 4096; ++fd)
-      if (fd != lease.lock_.get() && fd != lease.hold_.get() && fd != rd.get()) ::close(fd);
+      if (!keep.count(fd)) ::close(fd);
     for (int fd = 0; fd < 3; ++fd) {
       int n = ::open("/dev/null", O_RDWR);
       if (n >= 0 && n != fd) { ::dup2(n, fd); ::close(n); }
@@ -199,7 +240,7 @@ Result<PlaceholderLease> PlaceholderLease::acquire(
         (void)::poll(&pf, 1, 10000);
       }
     }
-    release_placeholders(lease.lock_.get(), lease.hold_.get());
+    lease.release_now();
     ::_exit(0);
   }
   lease.janitor_ = pid;
@@ -215,10 +256,18 @@ void PlaceholderLease::watch(pid_t init) {
   (void)sys::write_all(janitor_pipe_.get(), msg, sizeof msg);
 }
 
+std::vector<std::pair<std::string, int>> PlaceholderLease::hold_fds() const {
+  std::vector<std::pair<std::string, int>> v;
+  for (const auto& [e, fd] : holds_) v.emplace_back(e, fd.get());
+  return v;
+}
+
+void PlaceholderLease::release_now() { release_placeholders(dir_, lock_.get(), hold_fds()); }
+
 void PlaceholderLease::release() {
   if (!active_) return;
   active_ = false;
-  release_placeholders(lock_.get(), hold_.get());
+  release_now();
   if (janitor_pipe_) {
     (void)sys::write_all(janitor_pipe_.get(), "x", 1);
     janitor_pipe_.reset();
@@ -229,8 +278,9 @@ void PlaceholderLease::release() {
 PlaceholderLease& PlaceholderLease::operator=(PlaceholderLease&& o) noexcept {
   if (this != &o) {
     release();
+    dir_ = std::move(o.dir_);
     lock_ = std::move(o.lock_);
-    hold_ = std::move(o.hold_);
+    holds_ = std::move(o.holds_);
     janitor_pipe_ = std::move(o.janitor_pipe_);
     janitor_ = std::exchange(o.janitor_, -1);
     active_ = std::exchange(o.active_, false);

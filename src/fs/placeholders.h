@@ -27,9 +27,11 @@ class PlaceholderLease {
   PlaceholderLease& operator=(PlaceholderLease&& o) noexcept;
   ~PlaceholderLease();
 
-  // Creates the plan's placeholders (those not already there) and starts the
-  // janitor. Nothing to do for an empty list.
-  static Result<PlaceholderLease> acquire(const std::vector<Placeholder>& items);
+  // Creates the plan's placeholders (those not already there), holds them
+  // and every registered placeholder among `watched` (the plan's protected
+  // mount points), and starts the janitor when anything is held.
+  static Result<PlaceholderLease> acquire(const std::vector<Placeholder>& items,
+                                          const std::vector<std::string>& watched);
 
   // Tells the janitor which process must be gone before it may clean up.
   void watch(pid_t init);
@@ -38,12 +40,17 @@ class PlaceholderLease {
   void release();
 
  private:
-  UniqueFd lock_, hold_, janitor_pipe_;
+  std::vector<std::pair<std::string, int>> hold_fds() const;
+  void release_now();
+
+  std::string dir_;
+  UniqueFd lock_, janitor_pipe_;
+  std::vector<std::pair<std::string, UniqueFd>> holds_;  // registry entry, its hold
   pid_t janitor_ = -1;
   bool active_ = false;
 };
 
 // The shared release step (also run by the janitor).
-void release_placeholders(int lock_fd, int hold_fd);
+void release_placeholders(const std::string& dir, int lock_fd, const std::vector<std::pair<std::string, int>>& holds);
 
 }  // namespace airlock::fs

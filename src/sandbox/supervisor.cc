@@ -121,7 +121,7 @@ class Supervisor {
     git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
     // Placeholders, after signals are blocked: a ^C now cannot leave
     // placeholders that were never recorded.
-    auto lease = fs::PlaceholderLease::acquire(spec_.plan->placeholders);
+    auto lease = fs::PlaceholderLease::acquire(spec_.plan->placeholders, spec_.plan->watch);
     if (!lease) return fail_and_reap(lease.error().message);
     lease_ = std::move(*lease);
     log::debug("placeholders ready");
