@@ -90,6 +90,8 @@ std::vector<std::string> active_hooks(const std::string& dir) {
 
 }  // namespace
 
+std::vector<std::string> dangerous_git_keys(const std::string& config_file) { return dangerous_keys(config_file); }
+
 GitSnapshot git_snapshot(const std::string& workspace, int depth) {
   GitSnapshot s;
   for (const auto& r : find_repos(workspace, depth)) {

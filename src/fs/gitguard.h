@@ -19,6 +19,9 @@ struct GitSnapshot {
 
 GitSnapshot git_snapshot(const std::string& workspace, int depth);
 
+// The settings in a git config file that make git run a program.
+std::vector<std::string> dangerous_git_keys(const std::string& config_file);
+
 // Returns one warning line per finding; removes new commondir files.
 std::vector<std::string> git_check_after(const GitSnapshot& before, const std::string& workspace, int depth);
 

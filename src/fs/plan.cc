@@ -270,7 +270,7 @@ class Planner {
     // region, gets an empty placeholder at its first missing component so a
     // read-only stand-in can be mounted there. Placeholders are tracked and
     // removed when the last airlock using them exits (fs/placeholders.h).
-    static const std::set<std::string> dir_names = {".vscode", ".idea", ".claude", ".cursor", ".airlock", "hooks"};
+    static const std::set<std::string> dir_names = {".vscode", ".idea", ".claude", ".cursor", ".gemini", ".airlock", "hooks", "modules"};
     for (auto& [k, n] : nodes_) {
       if (n.exists || (n.write != 0 && n.read != 0)) continue;
       const Node* parent = owner_of(n.path);

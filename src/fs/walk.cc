@@ -132,6 +132,22 @@ std::string existing_dir(const std::string& path) {
 }
 }  // namespace
 
+std::vector<std::string> submodule_names(const std::string& gitmodules) {
+  std::vector<std::string> out;
+  std::ifstream f(gitmodules);
+  for (std::string line; std::getline(f, line);) {
+    auto a = line.find("[submodule \"");
+    if (a == std::string::npos) continue;
+    auto b = line.find("\"]", a + 12);
+    if (b == std::string::npos) continue;
+    std::string name = line.substr(a + 12, b - a - 12);
+    if (name.empty() || name[0] == '/' || normalize("/" + name) != "/" + name) continue;
+    out.push_back(name);
+    if (out.size() >= 256) break;
+  }
+  return out;
+}
+
 std::string linked_git_dir(const std::string& root) {
   std::string dotgit = root + "/.git";
   struct stat st {};

@@ -49,6 +49,10 @@ std::string linked_git_dir(const std::string& root);
 // The common git folder `gitdir/commondir` names, resolved; "" if none.
 std::string git_common_dir(const std::string& gitdir);
 
+// Submodule names declared in a .gitmodules file ([submodule "NAME"]);
+// names that could leave .git/modules ("..", absolute) are dropped.
+std::vector<std::string> submodule_names(const std::string& gitmodules);
+
 // Git directories kept inside a repository's .git folder: submodules
 // (.git/modules/NAME, nested) and linked worktrees (.git/worktrees/NAME).
 std::vector<std::string> find_git_dirs(const std::string& dot_git);

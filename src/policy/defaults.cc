@@ -19,6 +19,12 @@ const std::vector<std::string>& default_secret_paths() {
       // Agent and engine sockets that live in the home folder (unix sockets
       // stay connectable on a read-only mount, so they must be hidden).
       ".1password", ".config/1Password", ".docker/run", ".docker/desktop", ".colima", ".lima", ".rd",
+      // Tools' own credential files.
+      ".config/git/credentials", ".pgpass", ".my.cnf", ".claude/.credentials.json", ".codex/auth.json",
+      ".config/github-copilot", ".m2/settings.xml", ".gradle/gradle.properties", ".yarnrc.yml",
+      ".gem/credentials", ".config/composer/auth.json", ".huggingface/token", ".cache/huggingface/token",
+      ".kaggle/kaggle.json", ".s3cfg", ".boto", ".databrickscfg", ".oci", ".config/doctl", ".wrangler",
+      ".config/gcloud-legacy", ".bitwarden-ssh-agent.sock", ".netlify", ".vercel", ".fly",
   };
   return v;
 }
@@ -47,11 +53,15 @@ const std::vector<ProtectedName>& default_protected_names() {
       {".bash_logout", false, true}, {".zshrc", false, true}, {".zprofile", false, true}, {".zshenv", false, true},
       {".zlogin", false, true}, {".profile", false, true}, {".gitconfig", false, true}, {".gitmodules", false, true},
       {".mcp.json", false, true}, {".vscode", false, true}, {".idea", false, true}, {".claude", false, true},
-      {".cursor", false, true}, {".envrc", false, true}, {kProjectConfigDir, false, true},
+      {".cursor", false, true}, {".gemini", false, true}, {".envrc", false, true}, {kProjectConfigDir, false, true},
       // Hook managers' files: protected where they exist (they only run
       // when already installed, and then they exist).
       {".husky", false, false}, {".pre-commit-config.yaml", false, false}, {"lefthook.yml", false, false},
       {".lefthook.yml", false, false}, {"lefthook.yaml", false, false}, {".devcontainer", false, false},
+      // Other agents' and editors' project settings (MCP servers, hooks,
+      // commands they run on their own), where they exist.
+      {".codex", false, false}, {".zed", false, false}, {".windsurf", false, false}, {".amazonq", false, false},
+      {".roo", false, false}, {".kiro", false, false}, {".continue", false, false}, {".aider.conf.yml", false, false},
   };
   return v;
 }

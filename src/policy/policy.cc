@@ -221,6 +221,16 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
       if (auto common = fs::git_common_dir(gitdirs[i]); !common.empty()) gitdirs.push_back(common);
       for (const auto& sub : fs::find_git_dirs(gitdirs[i])) gitdirs.push_back(sub);
     }
+    // A submodule listed in .gitmodules but not cloned yet: its git folder
+    // (.git/modules/NAME) does not exist, and `git submodule update` would
+    // adopt whatever the command put there, hooks included.
+    if (git_dir)
+      for (const auto& name : fs::submodule_names(root + "/.gitmodules")) {
+        std::string md = root + "/.git/modules/" + name;
+        struct stat st {};
+        if (::lstat(md.c_str(), &st) != 0)
+          AIRLOCK_TRY(b.add(RuleKind::DenyWrite, md, true, "protected: git folder of submodule " + name, false));
+      }
     std::set<std::string> seen_gitdirs;
     for (const auto& gd : gitdirs) {
       if (!seen_gitdirs.insert(gd).second) continue;

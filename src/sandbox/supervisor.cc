@@ -299,6 +299,16 @@ class Supervisor {
       log::info("{} was removed or replaced on the host while the command ran, which takes away its protection "
                 "inside the sandbox; the sandbox was stopped",
                 tampered_);
+      // Between the host's rename and the stop, the command could write the
+      // new file. Say what a git config now asks git to run.
+      if (tampered_.size() > 7 && tampered_.compare(tampered_.size() - 7, 7, "/config") == 0) {
+        auto keys = fs::dangerous_git_keys(tampered_);
+        if (!keys.empty()) {
+          std::string list;
+          for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+          log::info("warning: {} now sets {}; check it before you use git there", tampered_, list);
+        }
+      }
       return kExitAirlockError;
     }
     if (timed_out_) {

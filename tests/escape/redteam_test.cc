@@ -255,5 +255,73 @@ TEST(RedTeam, GitGuardWarnsAboutDeepRepo) {
   EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
 }
 
+
+// 7. The inotify watch (sandbox/watch.cc) stops the sandbox only after the
+//    host's rename has already detached the read-only bind. A command that
+//    keeps appending to .git/config in a loop wins the race every time: its
+//    writes land in the real, freshly renamed file before SIGKILL arrives.
+TEST(RedTeam, HostRewriteRaceLeavesNoWriteInProtectedFile) {
+  SandboxFixture fx;
+  git_init(fx.ws);
+  std::string cfg = fx.ws + "/.git/config";
+  std::string before = slurp(cfg);
+  RunResult r;
+  std::thread t([&] {
+    r = fx.sh("while :; do { printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' >> .git/config; } 2>/dev/null; done");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  {  // what `git config user.name x` does on the host
+    std::ofstream(fx.ws + "/.git/config.lock") << before << "[user]\n\tname = someone\n";
+    ASSERT_EQ(::rename((fx.ws + "/.git/config.lock").c_str(), cfg.c_str()), 0);
+  }
+  t.join();
+  EXPECT_EQ(slurp(cfg).find("fsmonitor"), std::string::npos) << slurp(cfg);
+}
+
+// 8. A submodule that is listed in .gitmodules but not initialised yet (a
+//    clone without --recursive) has no git folder under .git/modules, so
+//    nothing there is protected and the git guard never looks inside .git.
+//    The command prepares .git/modules/sub with a post-checkout hook; the
+//    user's next `git submodule update --init` reuses that folder and runs
+//    the hook on the host.
+TEST(RedTeam, UninitialisedSubmoduleGitDirCannotBePlanted) {
+  SandboxFixture fx;
+  std::string up = fx.tree.path("up"), main = fx.tree.path("main");
+  std::string env = "GIT_AUTHOR_NAME=a GIT_AUTHOR_EMAIL=a@a GIT_COMMITTER_NAME=a GIT_COMMITTER_EMAIL=a@a ";
+  std::string setup = env + "git init -q " + sq(up) + " && cd " + sq(up) + " && echo x > f && git add f && " + env +
+                      "git commit -qm1 && git init -q " + sq(main) + " && cd " + sq(main) + " && " + env +
+                      "git -c protocol.file.allow=always submodule add -q " + sq(up) + " sub >/dev/null 2>&1 && " +
+                      env + "git commit -qm sub && rm -rf " + sq(fx.ws) + " && git clone -q " + sq(main) + " " +
+                      sq(fx.ws);
+  ASSERT_EQ(std::system(setup.c_str()), 0) << setup;
+  ASSERT_FALSE(lexists(fx.ws + "/.git/modules"));
+  std::string marker = fx.tree.path("pwned");
+  auto r = fx.sh("git clone -q --bare " + sq(up) + " .git/modules/sub && git -C .git/modules/sub config core.bare false && "
+                 "printf '#!/bin/sh\\ntouch " + marker + "\\n' > .git/modules/sub/hooks/post-checkout && "
+                 "chmod +x .git/modules/sub/hooks/post-checkout && echo PLANTED");
+  if (r.out.find("PLANTED") == std::string::npos) return;  // refused: fine
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;  // at least said so
+  std::string user = "cd " + sq(fx.ws) + " && git -c protocol.file.allow=always submodule update -q --init >/dev/null 2>&1";
+  (void)std::system(user.c_str());
+  EXPECT_FALSE(lexists(marker)) << "the planted submodule hook ran on the host";
+}
+
+// 9. Well-known credential files outside the built-in list are readable:
+//    git's own XDG credential store (next to ~/.git-credentials), psql and
+//    mysql passwords, the coding agents' and Copilot's OAuth tokens.
+TEST(RedTeam, CommonCredentialFilesAreHidden) {
+  SandboxFixture fx;
+  const std::vector<std::string> files = {".config/git/credentials", ".pgpass", ".my.cnf",
+                                          ".claude/.credentials.json", ".codex/auth.json",
+                                          ".config/github-copilot/hosts.json"};
+  std::string script;
+  for (const auto& f : files) {
+    fx.tree.write("home/" + f, "CREDSECRET " + f + "\n");
+    script += "cat ~/" + f + " 2>/dev/null; ";
+  }
+  auto r = fx.sh(script);
+  EXPECT_EQ(r.out.find("CREDSECRET"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace airlock::test
