@@ -20,30 +20,10 @@
 #include <vector>
 
 #include "../integration/harness.h"
+#include "attack.h"
 
 namespace airlock::test {
 namespace {
-
-std::string sq(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-bool lexists(const std::string& path) {
-  struct stat st {};
-  return ::lstat(path.c_str(), &st) == 0;
-}
 
 std::vector<std::string> dir_order(const std::string& dir) {
   std::vector<std::string> v;
