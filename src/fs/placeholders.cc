@@ -99,28 +99,37 @@ void sweep(const std::string& registry) {
 }  // namespace
 
 namespace {
-// The hold file of one placeholder path: a run that relies on the
-// placeholder keeps a shared lock on it; whoever gets the exclusive lock is
-// the last user and removes the placeholder.
-std::string hold_path(const std::string& dir, const std::string& entry_path) {
-  return fmt::format("{}/ph-{:016x}", dir, std::hash<std::string>{}(entry_path));
+std::string entry_path(const std::string& e) { return e.size() > 2 ? e.substr(2) : ""; }
+
+// Each placeholder has a one-byte range of the hold file, at an offset
+// derived from its path: a run that relies on the placeholder keeps a shared
+// (open-file-description) lock on it; whoever can take it exclusively is the
+// last user and removes the placeholder. No file per placeholder, and the
+// janitor shares the locks by inheriting the description.
+off_t range_of(const std::string& entry) {
+  return static_cast<off_t>(std::hash<std::string>{}(entry_path(entry)) & ((1ULL << 40) - 1));
 }
 
-std::string entry_path(const std::string& e) { return e.size() > 2 ? e.substr(2) : ""; }
+bool range_lock(int fd, const std::string& entry, short type, bool wait) {
+  struct flock fl {};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = range_of(entry);
+  fl.l_len = 1;
+  return ::fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0;
+}
 }  // namespace
 
-void release_placeholders(const std::string& dir, int lock_fd, const std::vector<std::pair<std::string, int>>& holds) {
+void release_placeholders(int lock_fd, int hold_fd, const std::vector<std::string>& held) {
   (void)::flock(lock_fd, LOCK_EX);
-  std::vector<std::string> keep;
   std::set<std::string> done;
-  for (const auto& [entry, fd] : holds) {
+  for (const auto& entry : held) {
     // Last user: nobody else holds it shared.
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    if (range_lock(hold_fd, entry, F_WRLCK, false)) {
       remove_if_empty(entry);
       done.insert(entry);
-      ::unlink(hold_path(dir, entry_path(entry)).c_str());
     }
-    (void)::flock(fd, LOCK_UN);
+    (void)range_lock(hold_fd, entry, F_UNLCK, false);
   }
   std::string registry;
   for (const auto& e : entries(read_all(lock_fd)))
@@ -138,16 +147,15 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::vector<Placeholder
   // it or because it found it registered, holds it; the last one removes it.
   auto dir = state_dir();
   if (!dir) return dir.error();
-  lease.dir_ = *dir;
   lease.lock_.reset(::open((*dir + "/placeholders.lock").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!lease.lock_) return sys_err(fmt::format("open({}/placeholders.lock)", *dir));
+  lease.hold_.reset(::open((*dir + "/placeholders.hold").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!lease.lock_ || !lease.hold_) return sys_err(fmt::format("open({}/placeholders.lock)", *dir));
   if (::flock(lease.lock_.get(), LOCK_EX) != 0) return sys_err("flock(placeholder registry)");
   std::vector<std::string> registry = entries(read_all(lease.lock_.get()));
   std::set<std::string> watched_set(watched.begin(), watched.end());
   auto hold = [&](const std::string& entry) -> bool {
-    UniqueFd fd(::open(hold_path(*dir, entry_path(entry)).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!fd || ::flock(fd.get(), LOCK_SH) != 0) return false;
-    lease.holds_.emplace_back(entry, std::move(fd));
+    if (!range_lock(lease.hold_.get(), entry, F_RDLCK, true)) return false;
+    lease.holds_.push_back(entry);
     return true;
   };
   // Registered placeholders: ours to rely on (held), or left over by runs
@@ -158,10 +166,9 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::vector<Placeholder
       if (hold(e)) kept.push_back(e);
       continue;
     }
-    UniqueFd fd(::open(hold_path(*dir, entry_path(e)).c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+    if (range_lock(lease.hold_.get(), e, F_WRLCK, false)) {
       remove_if_empty(e);
-      ::unlink(hold_path(*dir, entry_path(e)).c_str());
+      (void)range_lock(lease.hold_.get(), e, F_UNLCK, false);
     } else {
       kept.push_back(e);  // another run still relies on it
     }
@@ -211,10 +218,7 @@ Result<PlaceholderLease> PlaceholderLease::acquire(const std::vector<Placeholder
     signal(SIGTERM, SIG_IGN);
     wr.reset();
     // Keep only what the janitor needs: the registry lock, the holds and the pipe.
-    std::set<int> keep = {lease.lock_.get(), rd.get()};
-    for (const auto& [e, fd] : lease.holds_) keep.insert(fd.get());
-    for (int fd = 3; fd < 4096; ++fd)
-      if (!keep.count(fd)) ::close(fd);
+    sys::close_all_except({lease.lock_.get(), lease.hold_.get(), rd.get()});
     for (int fd = 0; fd < 3; ++fd) {
       int n = ::open("/dev/null", O_RDWR);
       if (n >= 0 && n != fd) { ::dup2(n, fd); ::close(n); }
@@ -256,13 +260,7 @@ void PlaceholderLease::watch(pid_t init) {
   (void)sys::write_all(janitor_pipe_.get(), msg, sizeof msg);
 }
 
-std::vector<std::pair<std::string, int>> PlaceholderLease::hold_fds() const {
-  std::vector<std::pair<std::string, int>> v;
-  for (const auto& [e, fd] : holds_) v.emplace_back(e, fd.get());
-  return v;
-}
-
-void PlaceholderLease::release_now() { release_placeholders(dir_, lock_.get(), hold_fds()); }
+void PlaceholderLease::release_now() { release_placeholders(lock_.get(), hold_.get(), holds_); }
 
 void PlaceholderLease::release() {
   if (!active_) return;
@@ -278,8 +276,8 @@ void PlaceholderLease::release() {
 PlaceholderLease& PlaceholderLease::operator=(PlaceholderLease&& o) noexcept {
   if (this != &o) {
     release();
-    dir_ = std::move(o.dir_);
     lock_ = std::move(o.lock_);
+    hold_ = std::move(o.hold_);
     holds_ = std::move(o.holds_);
     janitor_pipe_ = std::move(o.janitor_pipe_);
     janitor_ = std::exchange(o.janitor_, -1);

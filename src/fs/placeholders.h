@@ -40,17 +40,15 @@ class PlaceholderLease {
   void release();
 
  private:
-  std::vector<std::pair<std::string, int>> hold_fds() const;
   void release_now();
 
-  std::string dir_;
-  UniqueFd lock_, janitor_pipe_;
-  std::vector<std::pair<std::string, UniqueFd>> holds_;  // registry entry, its hold
+  UniqueFd lock_, hold_, janitor_pipe_;
+  std::vector<std::string> holds_;  // registry entries this run holds
   pid_t janitor_ = -1;
   bool active_ = false;
 };
 
 // The shared release step (also run by the janitor).
-void release_placeholders(const std::string& dir, int lock_fd, const std::vector<std::pair<std::string, int>>& holds);
+void release_placeholders(int lock_fd, int hold_fd, const std::vector<std::string>& held);
 
 }  // namespace airlock::fs

@@ -289,6 +289,7 @@ class Supervisor {
     ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED);
     log::debug("init reaped");
     child_ = -1;
+    watch_.release_later();
     raw.reset();
     lease_.release();
     log::debug("placeholders released");

@@ -1,11 +1,14 @@
 #include "sandbox/watch.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "fs/path.h"
+#include "util/sys.h"
 
 namespace airlock::sandbox {
 
@@ -27,6 +30,28 @@ Result<MountWatch> MountWatch::start(const std::vector<std::string>& paths) {
     w.names_[dir].insert(name);
   }
   return w;
+}
+
+void MountWatch::release_later() {
+  if (!fd_) return;
+  int pfd[2];
+  if (::pipe2(pfd, O_CLOEXEC) != 0) return;  // then it is released here, slowly
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // Holds the watch until the supervisor is gone (EOF), then exits.
+    ::setsid();
+    ::close(pfd[1]);
+    for (int fd = 0; fd < 3; ++fd) ::close(fd);
+    sys::close_all_except({pfd[0], fd_.get()});
+    char c;
+    while (::read(pfd[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    ::_exit(0);
+  }
+  ::close(pfd[0]);
+  if (pid < 0) ::close(pfd[1]);
+  // The write end stays open (close-on-exec) until this process exits.
+  fd_.reset();
 }
 
 std::string MountWatch::check() {

@@ -22,6 +22,11 @@ class MountWatch {
   // removed or replaced, or "" if none was.
   std::string check();
 
+  // Releasing an inotify instance waits for an SRCU grace period (~20 ms
+  // here). A small helper takes over the last reference and releases it
+  // after airlock has exited, off the caller's critical path.
+  void release_later();
+
  private:
   UniqueFd fd_;
   std::map<int, std::string> dirs_;                  // watch descriptor -> folder

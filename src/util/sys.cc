@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace airlock::sys {
@@ -66,6 +67,17 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes) {
     if (out.size() > max_bytes) return err("{}: file is larger than {} bytes", path, max_bytes);
   }
   return out;
+}
+
+void close_all_except(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned from = 3;
+  for (int k : keep) {
+    if (k < 3) continue;
+    if (static_cast<unsigned>(k) > from) ::syscall(SYS_close_range, from, static_cast<unsigned>(k - 1), 0U);
+    from = static_cast<unsigned>(k) + 1;
+  }
+  ::syscall(SYS_close_range, from, ~0U, 0U);
 }
 
 bool write_all(int fd, const void* buf, size_t len) {

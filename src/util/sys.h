@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "util/fd.h"
 #include "util/result.h"
@@ -31,6 +32,9 @@ Status write_file(const std::string& path, const std::string& data);
 
 // Reads a whole small file.
 Result<std::string> read_file(const std::string& path, size_t max_bytes = 1 << 20);
+
+// Closes every descriptor from 3 up except those in `keep` (close_range).
+void close_all_except(std::vector<int> keep);
 
 // Writes all of buf to fd, retrying on EINTR/short writes.
 bool write_all(int fd, const void* buf, size_t len);
