@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <linux/openat2.h>
 
 #include "fs/path.h"
@@ -44,7 +45,15 @@ std::vector<std::string> dangerous_keys(const std::string& file) {
       "core.gitproxy", "sequence.editor", "diff.external", "credential.helper", "gpg.program",
       "gpg.ssh.program", "include.path", "uploadpack.packobjectshook", "merge.tool", "diff.tool"};
   std::vector<std::string> out;
-  std::ifstream f(file);
+  // The command may have written this file: a regular file of at most 1 MiB.
+  auto text = sys::read_regular_file(file);
+  if (!text) {
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) == 0 && !(S_ISREG(st.st_mode) && st.st_size == 0))
+      out.push_back("a config airlock could not read (" + text.error().message + ")");
+    return out;
+  }
+  std::istringstream f(*text);
   std::string section;
   for (std::string line; std::getline(f, line);) {
     auto first = line.find_first_not_of(" \t");

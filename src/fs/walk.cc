@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
+#include <sstream>
 #include <set>
 
 #include "fs/path.h"
 #include "policy/defaults.h"
 #include "util/fd.h"
+#include "util/sys.h"
 
 namespace airlock::fs {
 
@@ -80,7 +82,9 @@ namespace {
 // core.hooksPath from one git config file (no includes; enough to find the
 // common cases: husky, lefthook, shared hook folders).
 std::string hooks_path_in(const std::string& file) {
-  std::ifstream f(file);
+  auto text = sys::read_regular_file(file);
+  if (!text) return "";
+  std::istringstream f(*text);
   std::string section, value;
   for (std::string line; std::getline(f, line);) {
     auto first = line.find_first_not_of(" \t");
@@ -119,9 +123,9 @@ std::vector<std::string> git_hooks_paths(const std::string& root, const std::str
 
 namespace {
 std::string first_line(const std::string& file) {
-  std::ifstream f(file);
-  std::string line;
-  std::getline(f, line);
+  auto text = sys::read_regular_file(file, 64 << 10);
+  if (!text) return "";
+  std::string line = text->substr(0, text->find('\n'));
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
   return line;
 }
@@ -134,7 +138,9 @@ std::string existing_dir(const std::string& path) {
 
 std::vector<std::string> submodule_names(const std::string& gitmodules) {
   std::vector<std::string> out;
-  std::ifstream f(gitmodules);
+  auto text = sys::read_regular_file(gitmodules);
+  if (!text) return out;
+  std::istringstream f(*text);
   for (std::string line; std::getline(f, line);) {
     auto a = line.find("[submodule \"");
     if (a == std::string::npos) continue;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,6 +50,20 @@ Status write_file(const std::string& path, const std::string& data) {
   if (!write_all(fd.get(), data.data(), data.size()))
     return sys_err(fmt::format("write({})", path));
   return {};
+}
+
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!fd) return sys_err(fmt::format("open({})", path));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return sys_err(fmt::format("fstat({})", path));
+  if (!S_ISREG(st.st_mode)) return err("{}: not a regular file", path);
+  if (static_cast<size_t>(st.st_size) > max_bytes) return err("{}: larger than {} bytes", path, max_bytes);
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  ssize_t n = ::pread(fd.get(), out.data(), out.size(), 0);
+  if (n < 0) return sys_err(fmt::format("read({})", path));
+  out.resize(static_cast<size_t>(n));
+  return out;
 }
 
 Result<std::string> read_file(const std::string& path, size_t max_bytes) {

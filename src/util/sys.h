@@ -30,6 +30,11 @@ int pivot_root(const char* new_root, const char* put_old);
 // Writes `data` to a file that must already exist (procfs, sysfs).
 Status write_file(const std::string& path, const std::string& data);
 
+// Reads a file that someone else may control (a repository's git files):
+// only a regular file, opened without blocking (a FIFO would hang the
+// reader), at most max_bytes (else an error). Symlinks are followed.
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes = 1 << 20);
+
 // Reads a whole small file.
 Result<std::string> read_file(const std::string& path, size_t max_bytes = 1 << 20);
 
