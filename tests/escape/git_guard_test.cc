@@ -32,3 +32,22 @@ TEST(GitGuard, NewRepositoryWithARunnableConfigIsReported) {
 }
 
 }  // namespace airlock::test
+
+namespace airlock::test {
+
+// A repository's git files are read by airlock itself: a FIFO or a link to
+// an endless device must not hang it (it would block an agent forever).
+TEST(GitGuard, SpecialFilesInGitMetadataDoNotHangAirlock) {
+  SandboxFixture fx;
+  ASSERT_EQ(run_program({"/usr/bin/git", "init", "-q", fx.ws}).code, 0);
+  ASSERT_EQ(::mkfifo((fx.ws + "/.git/commondir").c_str(), 0644), 0);
+  ASSERT_EQ(::symlink("/dev/zero", (fx.ws + "/.gitmodules").c_str()), 0);
+  RunOptions o;
+  o.timeout_ms = 10000;
+  auto r = fx.sh("true", {}, o);
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto made = fx.sh("mkfifo sub-fifo && git init -q sub && rm sub/.git/config && ln -s /dev/zero sub/.git/config", {}, o);
+  EXPECT_NE(made.code, -1) << "airlock hung";
+}
+
+}  // namespace airlock::test
