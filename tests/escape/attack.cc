@@ -62,6 +62,16 @@ std::map<std::string, std::string> parse_results(const std::string& out) {
   return ::testing::AssertionFailure() << label << ": expected OK, got '" << it->second << "'";
 }
 
+void expect_calls_refused(const SandboxFixture& fx, const std::vector<std::string>& calls,
+                          const std::set<std::string>& errnos, const std::vector<std::string>& extra) {
+  std::vector<Try> tries;
+  for (const auto& c : calls) tries.push_back({c, "sys " + c});
+  auto r = fx.sh(probe_script(tries), extra);
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto res = parse_results(r.out);
+  for (const auto& c : calls) EXPECT_TRUE(refused(res, c, errnos));
+}
+
 std::string write_settings(const SandboxFixture& fx, const std::string& json) {
   static int n = 0;
   std::string rel = "settings-" + std::to_string(++n) + ".json";

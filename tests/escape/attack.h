@@ -38,6 +38,11 @@ std::map<std::string, std::string> parse_results(const std::string& out);
                                    const std::set<std::string>& errnos);
 ::testing::AssertionResult allowed(const std::map<std::string, std::string>& r, const std::string& label);
 
+// Runs `probe sys CALL` for each call in one sandbox (with `extra` airlock
+// options) and expects every one refused with one of `errnos`.
+void expect_calls_refused(const SandboxFixture& fx, const std::vector<std::string>& calls,
+                          const std::set<std::string>& errnos, const std::vector<std::string>& extra = {});
+
 std::string write_settings(const SandboxFixture& fx, const std::string& json);
 std::string slurp(const std::string& path);
 bool lexists(const std::string& path);

@@ -508,14 +508,7 @@ TEST(ProcessEscape, StdinFromAHostFileCannotBeReopenedForWriting) {
 
 TEST(ProcessEscape, IoUringIsNotImplemented) {
   SandboxFixture fx;
-  auto r = fx.sh(probe_script({
-      {"setup", "sys io_uring_setup"},
-      {"enter", "sys io_uring_enter"},
-      {"register", "sys io_uring_register"},
-  }));
-  ASSERT_EQ(r.code, 0) << r.err;
-  auto res = parse_results(r.out);
-  for (const char* l : {"setup", "enter", "register"}) EXPECT_TRUE(refused(res, l, {"ENOSYS"}));
+  expect_calls_refused(fx, {"io_uring_setup", "io_uring_enter", "io_uring_register"}, {"ENOSYS"});
 }
 
 TEST(ProcessEscape, Clone3IsNotImplementedButForkThreadsAndSpawnWork) {
@@ -540,27 +533,15 @@ TEST(ProcessEscape, Clone3IsNotImplementedButForkThreadsAndSpawnWork) {
 
 TEST(ProcessEscape, KernelExtensionAndObservationAreRefused) {
   SandboxFixture fx;
-  std::vector<std::string> calls = {"bpf",           "init_module",     "finit_module",   "delete_module",
-                                    "kexec_load",    "kexec_file_load", "perf_event_open", "syslog",
-                                    "userfaultfd"};
-  std::vector<Try> tries;
-  for (const auto& c : calls) tries.push_back({c, "sys " + c});
-  auto r = fx.sh(probe_script(tries));
-  ASSERT_EQ(r.code, 0) << r.err;
-  auto res = parse_results(r.out);
-  for (const auto& c : calls) EXPECT_TRUE(refused(res, c, {"EPERM"}));
+  expect_calls_refused(fx,
+                       {"bpf", "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+                        "perf_event_open", "syslog", "userfaultfd"},
+                       {"EPERM"});
 }
 
 TEST(ProcessEscape, KeyringsAreRefused) {
   SandboxFixture fx;
-  auto r = fx.sh(probe_script({
-      {"keyctl", "sys keyctl"},
-      {"add_key", "sys add_key"},
-      {"request_key", "sys request_key"},
-  }));
-  ASSERT_EQ(r.code, 0) << r.err;
-  auto res = parse_results(r.out);
-  for (const char* l : {"keyctl", "add_key", "request_key"}) EXPECT_TRUE(refused(res, l, {"EPERM"}));
+  expect_calls_refused(fx, {"keyctl", "add_key", "request_key"}, {"EPERM"});
 }
 
 // Even the probe's own child, which any unsandboxed process may debug.
