@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <thread>
 #include <iostream>
 
 #include "cli/doctor.h"
@@ -12,6 +13,7 @@
 #include "policy/policy.h"
 #include "policy/settings.h"
 #include "sandbox/sandbox.h"
+#include "seccomp/filter.h"
 #include "util/log.h"
 
 #ifndef AIRLOCK_VERSION
@@ -38,6 +40,20 @@ int cmd_run(const policy::RunOptions& opts) {
     if (!s) return die(s.error().message);
     layers.push_back(std::move(*s));
   }
+  // The syscall filter depends only on the settings: compile it on the
+  // other core while the policy and the plan are made. (Joined before the
+  // sandbox is cloned: a clone of a threaded process must not race malloc.)
+  bool nested = false;
+  for (const auto& s : layers)
+    if (s.allow_nested_userns) nested = *s.allow_nested_userns;
+  Result<std::string> bpf = Error{"not compiled"};
+  std::thread compiler([&] { bpf = seccomp::compile(seccomp::Options{nested}); });
+  struct Joiner {
+    std::thread& t;
+    ~Joiner() {
+      if (t.joinable()) t.join();
+    }
+  } joiner{compiler};
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   auto pol = policy::build_policy(opts, layers, env);
@@ -75,7 +91,10 @@ int cmd_run(const policy::RunOptions& opts) {
     }
     for (const auto& e : pol->env_removed) log::debug("environment: removed {}", e);
   }
+  compiler.join();
+  if (!bpf) return die(bpf.error().message);
   sandbox::Spec spec{};
+  spec.seccomp_bpf = &*bpf;
   spec.policy = &*pol;
   spec.plan = &*plan;
   spec.landlock_abi = abi;

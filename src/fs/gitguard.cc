@@ -101,21 +101,13 @@ std::vector<std::string> active_hooks(const std::string& dir) {
 
 std::vector<std::string> dangerous_git_keys(const std::string& config_file) { return dangerous_keys(config_file); }
 
-GitSnapshot git_snapshot(const std::string& workspace, int depth) {
-  GitSnapshot s;
-  for (const auto& r : find_repos(workspace, depth)) {
-    s.repos.insert(r);
-    struct stat st {};
-    if (::lstat((r + "/.git/commondir").c_str(), &st) == 0) s.commondirs.insert(r + "/.git/commondir");
-  }
-  return s;
-}
 
 // How deep the check after the run looks for repositories the command made:
 // deeper than the protection walk, since a new repository can be anywhere.
 constexpr int kNewRepoDepth = 8;
 
-std::vector<std::string> git_check_after(const GitSnapshot& before, const std::string& workspace, int depth) {
+std::vector<std::string> git_check_after(const GitSnapshot& before, const std::string& workspace, int depth,
+                                         int64_t started_ns) {
   std::vector<std::string> out;
   auto ws = sys::open_path_nofollow(workspace, O_DIRECTORY);
   if (!ws) return out;
@@ -139,6 +131,12 @@ std::vector<std::string> git_check_after(const GitSnapshot& before, const std::s
       }
       continue;
     }
+    // Deeper than the snapshot: new only if its .git was born during the run.
+    struct statx sx {};
+    if (::statx(AT_FDCWD, (r + "/.git").c_str(), AT_SYMLINK_NOFOLLOW, STATX_BTIME, &sx) == 0 &&
+        (sx.stx_mask & STATX_BTIME) &&
+        sx.stx_btime.tv_sec * 1000000000LL + sx.stx_btime.tv_nsec < started_ns)
+      continue;
     // A repository the command created: git would honour its config and
     // hooks when you use that folder. Its git folder may be elsewhere
     // (a .git file or link).

@@ -27,6 +27,11 @@ Result<WorkspaceScan> scan_workspace(const std::string& root, int max_depth) {
   size_t budget = kWalkMaxEntries;
   walk_entries(root, max_depth, budget, [&](const std::string& dir, const std::string& name, unsigned char type, int) {
     if (type == DT_SOCK) scan.sockets.push_back(dir + "/" + name);
+    if (name == ".git") {
+      scan.repos.push_back(dir);
+      struct stat st {};
+      if (::lstat((dir + "/.git/commondir").c_str(), &st) == 0) scan.commondirs.push_back(dir + "/.git/commondir");
+    }
     if (protected_first.count(name)) {
       if (dir != root) found.insert(dir);
       return false;  // not into .vscode, .claude, ...

@@ -18,6 +18,8 @@ namespace airlock::fs {
 struct WorkspaceScan {
   std::vector<std::string> nested_roots;
   std::vector<std::string> sockets;
+  std::vector<std::string> repos;       // folders holding a .git
+  std::vector<std::string> commondirs;  // existing <repo>/.git/commondir files
 };
 Result<WorkspaceScan> scan_workspace(const std::string& root, int max_depth);
 

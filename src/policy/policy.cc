@@ -185,6 +185,8 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   auto scan = fs::scan_workspace(p.workspace, p.protect_depth);
   if (!scan) return scan.error();
   for (const auto& n : scan->nested_roots) roots.push_back(n);
+  p.git_repos = scan->repos;
+  p.git_commondirs = scan->commondirs;
   for (const auto& root : roots) {
     bool top = root == p.workspace;
     struct stat gst {};

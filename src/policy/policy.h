@@ -59,6 +59,8 @@ struct Policy {
   bool allow_nested_userns = false;  // allowNestedUserNamespaces
   bool host_run = false;             // network.allowAllUnixSockets: the host's /run, read-only
   Limits limits;
+  // Git state before the run, for the check after it (fs/gitguard.h).
+  std::vector<std::string> git_repos, git_commondirs;
   std::vector<std::string> argv;
   std::vector<std::string> env;          // NAME=value, final
   std::vector<std::string> env_removed;  // names removed

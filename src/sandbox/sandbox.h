@@ -5,6 +5,8 @@
 #include "fs/plan.h"
 #include "policy/policy.h"
 
+#include <string>
+
 namespace airlock::sandbox {
 
 // Exit status of airlock's own failures, so callers can tell them from the
@@ -19,6 +21,7 @@ struct Spec {
   int landlock_abi;  // 0: not available (already reported)
   bool use_pty;
   bool stdio_tty[3];
+  const std::string* seccomp_bpf;  // the compiled syscall filter (seccomp::compile)
 };
 
 // Runs the sandbox to completion. Returns the exit status airlock should

@@ -116,9 +116,14 @@ class Supervisor {
     if (!sys::write_all(sock_.get(), &go, sizeof go)) return fail_and_reap("the sandbox died during setup");
 
     // While init builds the root, on the other core: the placeholders it
-    // will mount on, then the syscall filter it will install and the cgroup
-    // it must be in before the command runs.
-    git_before_ = fs::git_snapshot(spec_.policy->workspace, spec_.policy->protect_depth);
+    // will mount on, then the cgroup it must be in before the command runs.
+    {
+      struct timespec now {};
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      started_ = static_cast<int64_t>(now.tv_sec) * 1000000000LL + now.tv_nsec;
+    }
+    git_before_.repos.insert(spec_.policy->git_repos.begin(), spec_.policy->git_repos.end());
+    git_before_.commondirs.insert(spec_.policy->git_commondirs.begin(), spec_.policy->git_commondirs.end());
     // Placeholders, after signals are blocked: a ^C now cannot leave
     // placeholders that were never recorded.
     auto lease = fs::PlaceholderLease::acquire(spec_.plan->placeholders, spec_.plan->watch);
@@ -129,8 +134,7 @@ class Supervisor {
     lease_.watch(child_);
     PhaseMessage placed{'P', 1, 0, 0};
     if (!sys::write_all(sock_.get(), &placed, sizeof placed)) return fail_and_reap("the sandbox died during setup");
-    auto bpf = seccomp::compile(filter_opts());
-    if (!bpf) return fail_and_reap(bpf.error().message);
+    const std::string& bpf = *spec_.seccomp_bpf;
     // Limits: a cgroup holds init (and so everything it starts) before it
     // runs a single step of its own.
     auto cg = Cgroup::create(spec_.policy->limits, child_);
@@ -140,7 +144,7 @@ class Supervisor {
                spec_.policy->limits.memory_bytes, cgroup_.mechanism(), spec_.policy->limits.timeout_seconds);
     PhaseMessage limited{'L', 1, static_cast<uint8_t>(cgroup_.holds_processes()),
                          static_cast<uint8_t>(cgroup_.holds_memory())};
-    if (!sys::write_all(sock_.get(), &limited, sizeof limited) || !sys::write_all(sock_.get(), bpf->data(), bpf->size()))
+    if (!sys::write_all(sock_.get(), &limited, sizeof limited) || !sys::write_all(sock_.get(), bpf.data(), bpf.size()))
       return fail_and_reap("the sandbox died during setup");
 
     auto ready = recv_msg(sock_.get());
@@ -294,7 +298,8 @@ class Supervisor {
     lease_.release();
     log::debug("placeholders released");
     for (const auto& e : cgroup_.events()) log::info("{}", e);
-    for (const auto& w : fs::git_check_after(git_before_, spec_.policy->workspace, spec_.policy->protect_depth))
+    for (const auto& w :
+         fs::git_check_after(git_before_, spec_.policy->workspace, spec_.policy->protect_depth, started_))
       log::info("{}", w);
     if (!tampered_.empty()) {
       log::info("{} was removed or replaced on the host while the command ran, which takes away its protection "
@@ -363,6 +368,7 @@ class Supervisor {
   MountWatch watch_;
   std::string tampered_;
   fs::GitSnapshot git_before_;
+  int64_t started_ = 0;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
   bool timed_out_ = false;
   std::vector<std::pair<seccomp::Denial, int>> denials_;
