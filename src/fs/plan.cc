@@ -48,6 +48,7 @@ struct Node {
   // cannot be renamed or deleted, which pins the names under it.
   bool pin = false;
   std::string pin_why;
+  bool transient = true;  // every rule here came from a scan
 };
 
 // A protected name that is a symlink: the link itself is covered.
@@ -103,6 +104,7 @@ class Planner {
       Node& n = node(r.path);
       n.exists = r.exists;
       n.is_dir = r.is_dir;
+      n.transient = n.transient && r.transient;
       // At one path, deny wins: hidden beats readable, ro beats no-delete beats rw.
       auto set_read = [&](int v) {
         if (n.read == -1 || v < n.read) { n.read = v; n.read_why = r.why; }
@@ -252,7 +254,8 @@ class Planner {
         if (here == Shows::Empty) continue;  // nothing of the host is visible there anyway
         if (!n->exists) continue;            // placeholders and Landlock cover it
         m.push_back({K::StandIn, n->path, "", true, n->is_dir, false, n->eff_why});
-        if (here == Shows::HostRW) plan_.watch.push_back(n->path);
+        m.back().optional = n->transient && n->read != -1;
+        if (here == Shows::HostRW && !m.back().optional) plan_.watch.push_back(n->path);
         shows[n->path] = Shows::Empty;
         continue;
       }

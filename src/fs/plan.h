@@ -38,6 +38,9 @@ struct MountOp {
   // Mounted on a placeholder the supervisor creates while the sandbox is
   // being built: the builder waits for them before this step.
   bool after_placeholders = false;
+  // The target may be gone by the time the sandbox is built (a socket found
+  // by a scan): then the step is skipped instead of failing.
+  bool optional = false;
 };
 
 struct Placeholder {

@@ -261,11 +261,13 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   for (const auto& r : p.rules)
     if (r.kind == RuleKind::AllowRead && r.why.find("allowUnixSockets") != std::string::npos) exposed.insert(r.path);
   for (const auto& sock : scan->sockets)  // the workspace's, from the complete walk above
-    if (!exposed.count(sock)) p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", ""});
+    if (!exposed.count(sock))
+      p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", "", true});
   for (const auto& [root, depth] : scans) {
     size_t budget = 20000;  // per root: one crowded folder cannot hide the others
     for (const auto& sock : fs::find_sockets(root, depth, budget))
-      if (!exposed.count(sock)) p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", ""});
+      if (!exposed.count(sock))
+        p.rules.push_back({RuleKind::DenyRead, sock, true, false, "host socket (found at start)", "", true});
     if (budget == 0)
       p.notes.push_back(fmt::format("warning: the search for host unix sockets in {} stopped early (too many files); "
                                     "a socket there may stay reachable",

@@ -25,6 +25,9 @@ struct PathRule {
   // When the path as written ends in a symlink: the link's own location.
   // Protecting only the target would let the command replace the link.
   std::string link;
+  // Found by a scan, not asked for (host sockets): may vanish before the
+  // sandbox is built, and then there is nothing left to hide.
+  bool transient = false;
 };
 
 // Resource limits (settings "limits"); 0 means none.

@@ -206,6 +206,12 @@ class RootBuilder {
   // an airlock tmpfs (checked again here: never create in a host folder).
   Status attach(const UniqueFd& mnt, const MountOp& m) {
     auto target = sys::open_beneath(root_.get(), m.target, O_PATH);
+    struct stat gone {};
+    if (!target && m.optional && ::fstatat(root_.get(), m.target.c_str() + 1, &gone, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT) {
+      log::debug("skipped {}: gone since the policy was made", m.target);
+      return {};
+    }
     if (!target && m.create_target) {
       AIRLOCK_TRY(create_in_ours(m.target, m.is_dir));
       target = sys::open_beneath(root_.get(), m.target, O_PATH);
