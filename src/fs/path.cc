@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace airlock::fs {
@@ -57,12 +58,17 @@ bool is_within(const std::string& path, const std::string& dir) {
   return path.size() == dir.size() || path[dir.size()] == '/';
 }
 
-int depth(const std::string& abs) { return static_cast<int>(split(abs).size()); }
+// Both take normalised paths (no "//", no trailing "/"), as every path in
+// a policy is; they are on the planner's hot path, so no allocation.
+int depth(const std::string& abs) {
+  if (abs == "/") return 0;
+  return static_cast<int>(std::count(abs.begin(), abs.end(), '/'));
+}
 
 std::string parent(const std::string& abs) {
-  auto parts = split(abs);
-  if (!parts.empty()) parts.pop_back();
-  return join(parts);
+  auto slash = abs.rfind('/');
+  if (slash == std::string::npos || slash == 0) return "/";
+  return abs.substr(0, slash);
 }
 
 std::string relative_to(const std::string& abs, const std::string& dir) {
