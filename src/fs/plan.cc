@@ -51,10 +51,10 @@ struct Node {
   bool transient = true;  // every rule here came from a scan
 };
 
-// A protected name that is a symlink: the link itself is covered.
+// A protected name that is a symlink: the link itself is covered by an
+// empty read-only file (its target is governed by the rules at the target).
 struct LinkPin {
-  std::string link, target;
-  bool target_is_dir;  // informational: the link is always covered by an empty file
+  std::string link;
   std::string why;
 };
 
@@ -93,14 +93,14 @@ class Planner {
       if (managed && !r.link.empty()) {
         // A protected link into /proc or /dev (a repository's trick to stop
         // airlock from starting): the link is covered, the target is ours.
-        links_.push_back({r.link, r.path, r.is_dir, r.why + " (the link itself)"});
+        links_.push_back({r.link, r.why + " (the link itself)"});
         continue;
       }
       for (const auto& m : kManaged)
         if (is_within(r.path, m)) return err("{}: '{}' is inside {}, which airlock builds itself", r.why, r.path, m);
       if (r.path == "/" && (r.kind == RuleKind::DenyRead || r.kind == RuleKind::AllowWrite || r.kind == RuleKind::NoDelete))
         return err("{}: the whole filesystem cannot be {}", r.why, policy::rule_kind_name(r.kind));
-      if (!r.link.empty()) links_.push_back({r.link, r.path, r.is_dir, r.why + " (the link itself)"});
+      if (!r.link.empty()) links_.push_back({r.link, r.why + " (the link itself)"});
       Node& n = node(r.path);
       n.exists = r.exists;
       n.is_dir = r.is_dir;
