@@ -48,6 +48,22 @@ void git_init(const std::string& dir, const std::string& extra = "") {
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
+// Runs `script` in a sandbox on fx.ws (a git repository) and, after
+// `delay_ms`, does on the host what `git config user.name x` does: writes
+// .git/config.lock and renames it over .git/config.
+RunResult run_while_host_rewrites_git_config(const SandboxFixture& fx, const std::string& script, int delay_ms) {
+  std::string cfg = fx.ws + "/.git/config";
+  std::string before = slurp(cfg);
+  RunResult r;
+  std::thread t([&] { r = fx.sh(script); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  std::ofstream(fx.ws + "/.git/config.lock") << before << "[user]\n\tname = someone\n";
+  int renamed = ::rename((fx.ws + "/.git/config.lock").c_str(), cfg.c_str());
+  t.join();
+  EXPECT_EQ(renamed, 0);
+  return r;
+}
+
 // 1. A protected file replaced on the host while a sandbox runs (git writes
 //    .git/config as config.lock and renames it over config: `git config`,
 //    `git remote add`, `git push -u`). The kernel lazily detaches every mount
@@ -58,17 +74,8 @@ TEST(RedTeam, HostRewriteOfGitConfigKeepsItProtected) {
   SandboxFixture fx;
   git_init(fx.ws);
   std::string cfg = fx.ws + "/.git/config";
-  std::string before = slurp(cfg);
-  RunResult r;
-  std::thread t([&] {
-    r = fx.sh("sleep 1.5; printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' >> .git/config && echo WROTE");
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  {  // what `git config user.name x` does on the host
-    std::ofstream(fx.ws + "/.git/config.lock") << before << "[user]\n\tname = someone\n";
-    ASSERT_EQ(::rename((fx.ws + "/.git/config.lock").c_str(), cfg.c_str()), 0);
-  }
-  t.join();
+  auto r = run_while_host_rewrites_git_config(
+      fx, "sleep 1.5; printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' >> .git/config && echo WROTE", 700);
   EXPECT_EQ(r.out.find("WROTE"), std::string::npos) << r.out << r.err;
   EXPECT_EQ(slurp(cfg).find("fsmonitor"), std::string::npos) << slurp(cfg);
 }
@@ -83,7 +90,7 @@ TEST(RedTeam, ChildWorkspaceCleanupDoesNotUnprotectParentRun) {
   std::string proj = fx.ws + "/proj";
   git_init(proj);
   ASSERT_FALSE(lexists(proj + "/.git/hooks/post-checkout"));
-  ::system(("rm -rf " + sq(proj + "/.git/hooks")).c_str());  // a clone without sample hooks
+  ASSERT_EQ(std::system(("rm -rf " + sq(proj + "/.git/hooks")).c_str()), 0);  // a clone without sample hooks
   RunOptions child;
   child.cwd = proj;
   std::thread a([&] { (void)fx.sh("sleep 1", {}, child); });
@@ -186,7 +193,9 @@ TEST(RedTeam, SocketScanBudgetDoesNotExposeHostSocket) {
   auto r = fx.run({probe_bin(), "connect-unix", path});
   ::close(s);
   bool refused_to_start = r.code == 125;
-  if (!refused_to_start) EXPECT_EQ(r.out.find("OK"), std::string::npos) << r.out << r.err;
+  if (!refused_to_start) {
+    EXPECT_EQ(r.out.find("OK"), std::string::npos) << r.out << r.err;
+  }
 }
 
 // 5. The git guard removes a commondir the command created in a repository
@@ -249,17 +258,9 @@ TEST(RedTeam, DISABLED_HostRewriteRaceLeavesNoWriteInProtectedFile) {
   SandboxFixture fx;
   git_init(fx.ws);
   std::string cfg = fx.ws + "/.git/config";
-  std::string before = slurp(cfg);
-  RunResult r;
-  std::thread t([&] {
-    r = fx.sh("while :; do { printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' >> .git/config; } 2>/dev/null; done");
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  {  // what `git config user.name x` does on the host
-    std::ofstream(fx.ws + "/.git/config.lock") << before << "[user]\n\tname = someone\n";
-    ASSERT_EQ(::rename((fx.ws + "/.git/config.lock").c_str(), cfg.c_str()), 0);
-  }
-  t.join();
+  run_while_host_rewrites_git_config(
+      fx, "while :; do { printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' >> .git/config; } 2>/dev/null; done",
+      1500);
   EXPECT_EQ(slurp(cfg).find("fsmonitor"), std::string::npos) << slurp(cfg);
 }
 
@@ -287,7 +288,7 @@ TEST(RedTeam, UninitialisedSubmoduleGitDirCannotBePlanted) {
   if (r.out.find("PLANTED") == std::string::npos) return;  // refused: fine
   EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;  // at least said so
   std::string user = "cd " + sq(fx.ws) + " && git -c protocol.file.allow=always submodule update -q --init >/dev/null 2>&1";
-  (void)std::system(user.c_str());
+  (void)!std::system(user.c_str());
   EXPECT_FALSE(lexists(marker)) << "the planted submodule hook ran on the host";
 }
 
