@@ -52,6 +52,7 @@
 
 #include <cerrno>
 #include <string>
+#include <utility>
 
 static int report(int rc) {
   if (rc == 0) {
@@ -62,21 +63,23 @@ static int report(int rc) {
   return 1;
 }
 
-static int enter_userns() {
+// A new user + mount namespace with uid/gid 0 mapped to ours. `strict`:
+// a map that cannot be written is a failure (with loose maps, as root, the
+// namespace is entered even though uid 0 cannot be mapped there).
+static int enter_userns(bool strict = true) {
   uid_t uid = getuid();
   gid_t gid = getgid();
   if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return -1;
-  char buf[64];
   int fd = open("/proc/self/setgroups", O_WRONLY);
   if (fd >= 0) { (void)!write(fd, "deny", 4); close(fd); }
-  snprintf(buf, sizeof buf, "0 %u 1", uid);
-  fd = open("/proc/self/uid_map", O_WRONLY);
-  if (fd < 0 || write(fd, buf, strlen(buf)) < 0) return -1;
-  close(fd);
-  snprintf(buf, sizeof buf, "0 %u 1", gid);
-  fd = open("/proc/self/gid_map", O_WRONLY);
-  if (fd < 0 || write(fd, buf, strlen(buf)) < 0) return -1;
-  close(fd);
+  char buf[64];
+  for (auto [file, id] : {std::pair<const char*, unsigned>{"/proc/self/uid_map", uid}, {"/proc/self/gid_map", gid}}) {
+    snprintf(buf, sizeof buf, "0 %u 1", id);
+    fd = open(file, O_WRONLY);
+    bool ok = fd >= 0 && write(fd, buf, strlen(buf)) >= 0;
+    if (fd >= 0) close(fd);
+    if (!ok && strict) return -1;
+  }
   return 0;
 }
 
@@ -89,22 +92,6 @@ static int step(const char* name, int rc) {
   }
   fflush(stdout);
   return rc == 0 ? 0 : 1;
-}
-
-static int enter_userns_loose() {
-  uid_t uid = getuid();
-  gid_t gid = getgid();
-  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return -1;
-  char buf[64];
-  int fd = open("/proc/self/setgroups", O_WRONLY);
-  if (fd >= 0) { (void)!write(fd, "deny", 4); close(fd); }
-  snprintf(buf, sizeof buf, "0 %u 1", uid);
-  fd = open("/proc/self/uid_map", O_WRONLY);
-  if (fd >= 0) { (void)!write(fd, buf, strlen(buf)); close(fd); }
-  snprintf(buf, sizeof buf, "0 %u 1", gid);
-  fd = open("/proc/self/gid_map", O_WRONLY);
-  if (fd >= 0) { (void)!write(fd, buf, strlen(buf)); close(fd); }
-  return 0;
 }
 
 static int dispatch(int argc, char** argv);
@@ -428,7 +415,7 @@ static int dispatch(int argc, char** argv) {
   const char* a = argc > 2 ? argv[2] : "";
   const char* b = argc > 3 ? argv[3] : "";
   if (op == "nested") {
-    if (step("userns", enter_userns_loose()) != 0) return 1;
+    if (step("userns", enter_userns(false)) != 0) return 1;
     return dispatch(argc - 1, argv + 1);
   }
   if (op == "umount-read") {  // detach a mount, then read what it covered
