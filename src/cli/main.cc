@@ -7,6 +7,10 @@
 #include <thread>
 #include <iostream>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "cli/connect.h"
 #include "cli/doctor.h"
 #include "fs/landlock.h"
 #include "fs/plan.h"
@@ -32,9 +36,28 @@ int die(const std::string& msg) {
   return kErr;
 }
 
-int cmd_run(const policy::RunOptions& opts) {
+// The user's own settings: $XDG_CONFIG_HOME/airlock/settings.json, else
+// ~/.config/airlock/settings.json. Network "always" answers are saved there.
+std::string user_settings_file() {
+  const char* xdg = ::getenv("XDG_CONFIG_HOME");
+  if (xdg && xdg[0] == '/') return std::string(xdg) + "/airlock/settings.json";
+  const char* home = ::getenv("HOME");
+  if (home && home[0] == '/') return std::string(home) + "/.config/airlock/settings.json";
+  return {};
+}
+
+int cmd_run(policy::RunOptions opts) {
   log::set_debug(opts.debug);
   std::vector<policy::Settings> layers;
+  // Lowest layer first: the user's own file, then each --settings.
+  std::string user_file = user_settings_file();
+  struct stat ust {};
+  if (!user_file.empty() && ::stat(user_file.c_str(), &ust) == 0) {
+    auto s = policy::load_settings_file(user_file);
+    if (!s) return die(s.error().message);
+    layers.push_back(std::move(*s));
+  }
+  if (!user_file.empty()) opts.user_settings_dir = user_file.substr(0, user_file.rfind('/'));
   for (const auto& f : opts.settings_files) {
     auto s = policy::load_settings_file(f);
     if (!s) return die(s.error().message);
@@ -54,6 +77,32 @@ int cmd_run(const policy::RunOptions& opts) {
       if (t.joinable()) t.join();
     }
   } joiner{compiler};
+  // The audit file is opened now, before any sandbox exists: the command
+  // cannot plant a symlink there first, and the file is protected below.
+  UniqueFd audit;
+  if (opts.audit_file.empty())
+    for (const auto& s : layers)
+      if (!s.audit_file.empty()) {
+        if (s.audit_file[0] != '/') return die(fmt::format("{}: audit.file: must be an absolute path", s.source));
+        opts.audit_file = s.audit_file;
+      }
+  if (!opts.audit_file.empty()) {
+    if (opts.audit_file[0] != '/') {
+      char cwd[4096];
+      if (!::getcwd(cwd, sizeof cwd)) return die("getcwd failed");
+      opts.audit_file = std::string(cwd) + "/" + opts.audit_file;
+    }
+    audit.reset(::open(opts.audit_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!audit) return die(fmt::format("--audit {}: {}", opts.audit_file, std::strerror(errno)));
+  }
+  if (opts.control_fd >= 0 && (opts.control_fd < 3 || ::fcntl(opts.control_fd, F_GETFD) < 0))
+    return die(fmt::format("--control-fd {}: not an open descriptor (3 or above)", opts.control_fd));
+  if (opts.control_fd >= 0) (void)::fcntl(opts.control_fd, F_SETFD, FD_CLOEXEC);  // never inherited by the sandbox
+  {
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) opts.self_exe = std::string(self, static_cast<size_t>(n));
+  }
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   auto pol = policy::build_policy(opts, layers, env);
@@ -98,6 +147,12 @@ int cmd_run(const policy::RunOptions& opts) {
   spec.policy = &*pol;
   spec.plan = &*plan;
   spec.landlock_abi = abi;
+  spec.audit_fd = audit ? audit.get() : -1;
+  spec.user_settings = user_file;
+  if (pol->network.enabled) {
+    log::debug("network: through airlock's proxy; {} allow rules, {} deny rules{}", pol->network.allowed.size(),
+               pol->network.denied.size(), pol->network.parent ? ", chained to a parent proxy" : "");
+  }
   for (int i = 0; i < 3; ++i) spec.stdio_tty[i] = ::isatty(i) == 1;
   // Any terminal among stdio is replaced by a pty of the sandbox's own: the
   // caller's terminal itself never reaches the command (it could read the
@@ -120,6 +175,15 @@ int main_impl(int argc, char** argv) {
   run->add_option("--deny-read", opts.deny_read, "Also hide PATH from the command; may be repeated");
   run->add_option("-c", shell_string, "Run this string with /bin/sh -c");
   run->add_flag("--debug", opts.debug, "Print the plan and each setup step");
+  run->add_option("--audit", opts.audit_file, "Append one JSON line per network decision to FILE");
+  run->add_option("--control-fd", opts.control_fd,
+                  "Ask about unknown hosts, and take live rule updates, as JSON lines on descriptor N");
+  auto* connect = app.add_subcommand("connect", "Inside a sandbox: connect stdin/stdout to HOST PORT through airlock's proxy (ssh ProxyCommand)");
+  std::string connect_host;
+  int connect_port = 0, connect_proxy = 1080;
+  connect->add_option("--port", connect_proxy, "The proxy's SOCKS5 port inside the sandbox (default 1080)");
+  connect->add_option("host", connect_host)->required();
+  connect->add_option("port", connect_port)->required();
   run->add_option("command", opts.argv, "The command and its arguments (after --)");
   run->positionals_at_end(true);
 
@@ -145,6 +209,7 @@ int main_impl(int argc, char** argv) {
     }
     return cmd_run(opts);
   }
+  if (*connect) return cli::connect_main(connect_host, connect_port, connect_proxy);
   if (*doctor) {
     char self[4096];
     ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <cstring>
 #include <set>
 
 #include "fs/path.h"
@@ -169,15 +170,20 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
       else if (k == "cpuSeconds") p.limits.cpu_seconds = v;
     }
     for (const auto& k : s.not_enforced)
-      p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet{}", s.source, k,
-                                    k.rfind("network", 0) == 0 || k.rfind("credentials", 0) == 0
-                                        ? "; the network stays off"
-                                        : ""));
+      p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet", s.source, k));
   }
 
   // 3. Command line.
   for (const auto& w : opts.allow_write) AIRLOCK_TRY(b.add(RuleKind::AllowWrite, w, true, "--allow-write " + w, true));
   for (const auto& d : opts.deny_read) AIRLOCK_TRY(b.add(RuleKind::DenyRead, d, true, "--deny-read " + d, false));
+  // The audit file (already opened by the caller): the command must not
+  // rewrite what airlock recorded about it.
+  if (!opts.audit_file.empty())
+    AIRLOCK_TRY(b.add(RuleKind::DenyWrite, opts.audit_file, true, "the audit file", false));
+  // airlock's user settings (where "always" answers go): a command that
+  // could write them would choose its next sandbox's rules.
+  if (!opts.user_settings_dir.empty())
+    AIRLOCK_TRY(b.add(RuleKind::DenyWrite, opts.user_settings_dir, true, "airlock's user settings", false));
 
   // 4. Protected files inside the workspace and in nested folders found by
   // airlock's own walk (no external tool, symlinks never followed).
@@ -299,6 +305,55 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     p.env.push_back(kv);
   }
   p.env.push_back("AIRLOCK=1");
+
+  // 7. Network: the proxy's rules, the audit file, and the variables that
+  //    point the command's tools at the proxy.
+  std::vector<std::pair<std::string, const nlohmann::json*>> net_layers;
+  for (const auto& s : layers)
+    if (s.has_network) net_layers.emplace_back(s.source, &s.network);
+  auto net = net::build_network_policy(net_layers);
+  if (!net) return net.error();
+  p.network = std::move(*net);
+  if (opts.control_fd >= 0) p.network.enabled = true;
+  if (p.network.enabled && !p.network.parent) {
+    // Like srt: a caller behind a corporate proxy keeps using it.
+    auto var = [&](const char* a, const char* b) -> std::string {
+      for (const char* n : {a, b})
+        for (const auto& kv : environ_in)
+          if (kv.size() > strlen(n) && kv.compare(0, strlen(n), n) == 0 && kv[strlen(n)] == '=')
+            if (kv.size() > strlen(n) + 1) return kv.substr(strlen(n) + 1);
+      return {};
+    };
+    std::string http = var("HTTP_PROXY", "http_proxy"), https = var("HTTPS_PROXY", "https_proxy");
+    if (!http.empty() || !https.empty()) {
+      nlohmann::json pp = nlohmann::json::object();
+      if (!http.empty()) pp["http"] = http;
+      if (!https.empty()) pp["https"] = https;
+      std::string no = var("NO_PROXY", "no_proxy");
+      if (!no.empty()) pp["noProxy"] = no;
+      nlohmann::json wrap = {{"parentProxy", pp}};
+      auto env_net = net::build_network_policy({{"the caller's HTTP(S)_PROXY", &wrap}});
+      if (!env_net) return env_net.error();
+      p.network.parent = env_net->parent;
+    }
+  }
+  if (p.network.enabled) {
+    auto env_vars = net::proxy_environment(p.network, opts.self_exe);
+    std::set<std::string> names;
+    for (const auto& kv : env_vars) names.insert(kv.substr(0, kv.find('=')));
+    std::string java_opts;
+    std::erase_if(p.env, [&](const std::string& kv) {
+      std::string name = kv.substr(0, kv.find('='));
+      if (name == "JAVA_TOOL_OPTIONS") java_opts = kv.substr(kv.find('=') + 1);
+      return names.count(name) > 0;
+    });
+    for (auto kv : env_vars) {
+      if (kv.rfind("JAVA_TOOL_OPTIONS=", 0) == 0 && !java_opts.empty()) kv += " " + java_opts;
+      p.env.push_back(kv);
+    }
+  }
+  p.audit_file = opts.audit_file;
+  p.control_fd = opts.control_fd;
 
   if (opts.argv.empty()) return err("no command given: use 'airlock run -- COMMAND' or 'airlock run -c STRING'");
   p.argv = opts.argv;

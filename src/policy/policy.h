@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "policy/settings.h"
+#include "net/rules.h"
 #include "util/result.h"
 
 namespace airlock::policy {
@@ -49,6 +50,10 @@ struct RunOptions {
   std::vector<std::string> allow_write, deny_read;
   std::vector<std::string> argv;  // the command
   bool debug = false;
+  std::string audit_file;         // --audit
+  int control_fd = -1;            // --control-fd: ask and live rule updates as JSON lines
+  std::string self_exe;           // airlock's own binary (ssh's ProxyCommand inside), or empty
+  std::string user_settings_dir;  // ~/.config/airlock: never writable inside
 };
 
 struct Policy {
@@ -68,6 +73,9 @@ struct Policy {
   std::vector<std::string> env;          // NAME=value, final
   std::vector<std::string> env_removed;  // names removed
   std::vector<std::string> notes;        // one-line notices for the user
+  net::NetworkPolicy network;            // egress; network.enabled == false: no network at all
+  std::string audit_file;                // absolute, or empty
+  int control_fd = -1;
 };
 
 // Builds the policy from the built-in default, the settings files and the

@@ -54,32 +54,49 @@ const std::vector<KeySpec>& settings_keys() {
        "Variable names kept even though they look like secrets."},
       {"environment.remove", T::StringList, "airlock", S::Enforced,
        "More variable names to remove (a trailing * matches a prefix)."},
-      {"network", T::Object, "srt", S::NetworkOff, "Network rules (the egress proxy)."},
-      {"network.allowedDomains", T::StringList, "srt", S::NetworkOff, "Domains the proxy may reach."},
-      {"network.deniedDomains", T::StringList, "srt", S::NetworkOff, "Domains always refused."},
-      {"network.deniedDomainReasons", T::Opaque, "srt", S::NetworkOff, "Reasons shown for denied domains."},
-      {"network.strictAllowlist", T::Bool, "srt", S::NetworkOff, "Refuse every host not allowed."},
-      {"network.deniedResolvedAddresses", T::StringList, "srt", S::NetworkOff,
-       "CIDRs refused after DNS resolution."},
+      {"network", T::Object, "srt", S::Enforced,
+       "Network rules. Without network.allowedDomains (or network.ask) the network is off: the sandbox has only "
+       "its own loopback."},
+      {"network.allowedDomains", T::StringList, "srt", S::Enforced,
+       "Hosts the proxy may reach: `example.com`, `*.example.com` (subdomains only), `host:port`, IP literals, "
+       "`[v6]:port`. Without a port, only 80 and 443. An empty list turns the proxy on with nothing allowed."},
+      {"network.deniedDomains", T::StringList, "srt", S::Enforced,
+       "Hosts always refused (deny wins); `*` refuses all. Without a port, every port."},
+      {"network.deniedDomainReasons", T::Opaque, "srt", S::Enforced,
+       "deniedDomains entry -> reason shown in the refusal."},
+      {"network.strictAllowlist", T::Bool, "srt", S::Enforced, "Never ask about unknown hosts; refuse them."},
+      {"network.deniedResolvedAddresses", T::StringList, "srt", S::Enforced,
+       "IPs or CIDRs refused after DNS resolution (in addition to the built-in private ranges)."},
       {"network.allowUnixSockets", T::PathList, "srt", S::Enforced,
        "Host unix sockets to expose (e.g. the docker socket), each bound into the sandbox on purpose."},
       {"network.allowAllUnixSockets", T::Bool, "srt", S::Enforced,
        "Show the host's /run read-only instead of a private one, so its sockets can be reached. Default false."},
-      {"network.allowLocalBinding", T::Bool, "srt", S::NetworkOff, "Allow binding local ports."},
+      {"network.allowLocalBinding", T::Bool, "srt", S::NoEffect,
+       "Always allowed: the sandbox's loopback is its own and unreachable from the host."},
       {"network.allowMachLookup", T::Opaque, "srt", S::NoEffect, "macOS only."},
-      {"network.httpProxyPort", T::Int, "srt", S::NetworkOff, "External HTTP proxy port."},
-      {"network.socksProxyPort", T::Int, "srt", S::NetworkOff, "External SOCKS proxy port."},
-      {"network.mitmProxy", T::Opaque, "srt", S::NetworkOff, "Route domains through a MITM proxy."},
-      {"network.tlsTerminate", T::Opaque, "srt", S::NetworkOff, "TLS inspection."},
-      {"network.parentProxy", T::Opaque, "srt", S::NetworkOff, "Upstream corporate proxy."},
-      {"network.refuseOpaqueTunnels", T::Bool, "srt", S::NetworkOff, "Refuse tunnels that are not inspected."},
-      {"network.stripResponseHeaders", T::StringList, "srt", S::NetworkOff, "Response headers removed."},
-      {"network.requireHostMatch", T::Bool, "srt", S::NetworkOff, "CONNECT, SNI and Host must agree."},
-      {"network.allowPrivateAddresses", T::StringList, "airlock", S::NetworkOff,
-       "CIDRs that may be reached although private."},
-      {"network.hosts", T::Opaque, "airlock", S::NetworkOff, "Name to address map used before DNS."},
-      {"network.ask", T::String, "airlock", S::NetworkOff, "Ask about unknown hosts: \"tty\"."},
-      {"credentials", T::Opaque, "srt", S::NetworkOff,
+      {"network.httpProxyPort", T::Int, "srt", S::Enforced,
+       "Port of airlock's proxy on the sandbox's loopback for HTTP clients. Default 3128."},
+      {"network.socksProxyPort", T::Int, "srt", S::Enforced,
+       "Port of airlock's proxy on the sandbox's loopback for SOCKS5 clients. Default 1080."},
+      {"network.mitmProxy", T::Opaque, "srt", S::Planned, "Route domains through a MITM proxy."},
+      {"network.tlsTerminate", T::Opaque, "srt", S::Planned, "TLS inspection."},
+      {"network.parentProxy", T::Opaque, "srt", S::Enforced,
+       "Chain to a corporate proxy: {\"http\": URL, \"https\": URL, \"noProxy\": \"a.com,10.0.0.0/8\"}. "
+       "Default: the caller's HTTPS_PROXY/HTTP_PROXY/NO_PROXY."},
+      {"network.refuseOpaqueTunnels", T::Bool, "srt", S::Planned, "Refuse tunnels that are not inspected."},
+      {"network.stripResponseHeaders", T::StringList, "srt", S::Planned, "Response headers removed."},
+      {"network.requireHostMatch", T::Bool, "srt", S::Planned, "CONNECT, SNI and Host must agree."},
+      {"network.allowPrivateAddresses", T::StringList, "airlock", S::Enforced,
+       "CIDRs that may be reached although loopback, private, link-local or metadata (for LAN services and "
+       "tests)."},
+      {"network.hosts", T::Opaque, "airlock", S::Enforced,
+       "Name -> address (or list) used before DNS, like curl's --resolve. The address is still checked."},
+      {"network.ask", T::String, "airlock", S::Enforced,
+       "\"tty\": ask the person at the terminal about hosts no rule covers. Default: refuse them."},
+      {"audit", T::Object, "airlock", S::Enforced, "Audit log."},
+      {"audit.file", T::String, "airlock", S::Enforced,
+       "Append one JSON line per proxy decision to this file (as --audit FILE)."},
+      {"credentials", T::Opaque, "srt", S::Planned,
        "Credential files and variables. Listed variables are removed from the environment."},
       {"ignoreViolations", T::Opaque, "srt", S::NoEffect, "Violation reports to silence."},
       {"enableWeakerNestedSandbox", T::Bool, "srt", S::NoEffect,
@@ -119,7 +136,6 @@ const char* type_name(KeyType t) {
 const char* status_name(KeyStatus s) {
   switch (s) {
     case KeyStatus::Enforced: return "enforced";
-    case KeyStatus::NetworkOff: return "checked; not enforced yet (network stays off)";
     case KeyStatus::NoEffect: return "accepted, no effect";
     case KeyStatus::Planned: return "checked; not enforced yet";
   }
@@ -261,7 +277,7 @@ class Parser {
   }
 
   Status store(const KeySpec& spec, const std::string& key, const json& v, Settings& s) {
-    if ((spec.status == KeyStatus::NetworkOff || spec.status == KeyStatus::Planned) && spec.type != KeyType::Object)
+    if (spec.status == KeyStatus::Planned && spec.type != KeyType::Object)
       s.not_enforced.push_back(key);
     if (key == "filesystem.denyRead") s.deny_read = paths(key, v);
     else if (key == "filesystem.allowRead") s.allow_read = paths(key, v);
@@ -305,6 +321,9 @@ class Parser {
     } else if (key == "network.httpProxyPort" || key == "network.socksProxyPort") {
       long long p = v.get<long long>();
       if (p < 1 || p > 65535) return fail(key, "port must be 1-65535, got {}", p);
+    } else if (key == "audit.file") {
+      s.audit_file = v.get<std::string>();
+      if (s.audit_file.empty()) return fail(key, "empty path");
     }
     return {};
   }

@@ -28,7 +28,6 @@ enum class KeyType {
 
 enum class KeyStatus {
   Enforced,      // airlock enforces it today
-  NetworkOff,    // parsed and checked; the network is off, which is stricter
   NoEffect,      // accepted for srt compatibility; means nothing on Linux/airlock
   Planned,       // parsed and checked; its layer is not built yet
 };
@@ -66,7 +65,8 @@ struct Settings {
   std::vector<std::string> env_keep;    // environment.keep
   std::vector<std::string> env_remove;  // environment.remove
   bool has_network = false;
-  nlohmann::json network;      // validated for shape only; enforced by the egress layer
+  nlohmann::json network;      // checked for shape here; net::build_network_policy checks the rest
+  std::string audit_file;      // audit.file, as written
   nlohmann::json credentials;  // likewise
   std::vector<std::string> not_enforced;  // keys present that airlock does not enforce yet
 };

@@ -4,6 +4,7 @@
 // ends before any untrusted code exists.
 #include <fcntl.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -125,6 +126,26 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
     if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) fail(sock, "ioctl(lo, SIOCSIFFLAGS, IFF_UP) failed");
   }
+  // The egress proxy's doors, if the policy has a network: listening
+  //    sockets on this loopback, handed to the supervisor, whose event loop
+  //    on the host side accepts on them. Nothing else leads out.
+  UniqueFd http_listener, socks_listener;
+  if (spec.policy->network.enabled) {
+    auto listen_on = [&](uint16_t port) {
+      UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+      int one = 1;
+      struct sockaddr_in a {};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (!l || ::setsockopt(l.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+          ::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l.get(), 4096) != 0)
+        fail(sock, fmt::format("the proxy's listening socket on 127.0.0.1:{}: {}", port, std::strerror(errno)));
+      return l;
+    };
+    http_listener = listen_on(spec.policy->network.http_port);
+    socks_listener = listen_on(spec.policy->network.socks_port);
+  }
   // 4. The new root: host read-only, writable paths bound in, secrets
   //    replaced, fresh /proc, /dev, /tmp. Afterwards the host's tree is gone.
   auto phase = [sock](char want) -> Result<PhaseMessage> {
@@ -194,6 +215,8 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   if (cmd == 0) {
     master.reset();
     listener->reset();
+    http_listener.reset();
+    socks_listener.reset();
     exec_command(spec, slave);
   }
   // The supervisor gets the pty master ("p") and the filter's listener ("s").
@@ -202,9 +225,16 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   if (go.use_pty) { tags += 'p'; fds.push_back(master.get()); }
   tags += 's';
   fds.push_back(listener->get());
+  if (http_listener) {
+    tags += "hk";
+    fds.push_back(http_listener.get());
+    fds.push_back(socks_listener.get());
+  }
   if (!send_msg(sock, MsgType::Ready, tags, fds)) ::_exit(kExitAirlockError);
   master.reset();
   listener->reset();
+  http_listener.reset();
+  socks_listener.reset();
   // 13. Reap everything; forward signals to the command's process group;
   //     when the command ends, report and end the namespace with it.
   for (;;) {

@@ -22,6 +22,8 @@ struct Spec {
   bool use_pty;
   bool stdio_tty[3];
   const std::string* seccomp_bpf;  // the compiled syscall filter (seccomp::compile)
+  int audit_fd = -1;               // --audit / audit.file, opened for appending
+  std::string user_settings;       // where "always" answers are saved
 };
 
 // Runs the sandbox to completion. Returns the exit status airlock should

@@ -18,7 +18,16 @@
 #include <cstring>
 #include <optional>
 
+#include <sys/eventfd.h>
+#include <sys/random.h>
+
+#include <atomic>
+#include <mutex>
+
 #include "fs/gitguard.h"
+#include "net/ask.h"
+#include "net/proxy.h"
+#include "policy/settings.h"
 #include "fs/placeholders.h"
 #include "sandbox/limits.h"
 #include "sandbox/protocol.h"
@@ -152,9 +161,16 @@ class Supervisor {
     if (!ready) return fail_and_reap(ready.error().message);
     if (ready->type == MsgType::Error) return fail_and_reap(ready->payload);
     if (ready->type != MsgType::Ready) return fail_and_reap("unexpected message from the sandbox");
+    UniqueFd http_listener, socks_listener;
     for (size_t i = 0; i < ready->payload.size() && i < ready->fds.size(); ++i) {
       if (ready->payload[i] == 'p') master_ = std::move(ready->fds[i]);
       if (ready->payload[i] == 's') listener_ = std::move(ready->fds[i]);
+      if (ready->payload[i] == 'h') http_listener = std::move(ready->fds[i]);
+      if (ready->payload[i] == 'k') socks_listener = std::move(ready->fds[i]);
+    }
+    if (http_listener) {
+      if (auto st = start_proxy(std::move(http_listener), std::move(socks_listener)); !st)
+        return fail_and_reap(st.error().message);
     }
     return relay();
   }
@@ -173,6 +189,77 @@ class Supervisor {
     }
     return fail(msg);
   }
+
+  // The egress proxy, on a thread of its own, serving the listening
+  // sockets init made in the sandbox's network namespace.
+  Status start_proxy(UniqueFd http_listener, UniqueFd socks_listener) {
+    const auto& np = spec_.policy->network;
+    net::ProxyConfig pc;
+    pc.policy = np;
+    pc.http_listener = std::move(http_listener);
+    pc.socks_listener = std::move(socks_listener);
+    if (spec_.audit_fd >= 0) pc.audit.reset(::fcntl(spec_.audit_fd, F_DUPFD_CLOEXEC, 3));
+    uint8_t rnd[8] = {};
+    (void)!::getrandom(rnd, sizeof rnd, 0);
+    for (uint8_t b : rnd) pc.sandbox_id += fmt::format("{:02x}", b);
+    int cfd = spec_.policy->control_fd;
+    if (cfd >= 0) {
+      auto sink = rules_sink_;
+      pc.asker = net::make_control_asker(cfd, pc.sandbox_id, [sink, cfd](const std::string& line) {
+        // srt's live updates: a whole settings object per line; its
+        // network rules replace the running ones.
+        auto s = policy::parse_settings(line, fmt::format("control fd {}", cfd));
+        if (!s) {
+          log::line(fmt::format("{}; ignored, the previous rules stay in force", s.error().message));
+          return;
+        }
+        auto n = net::build_network_policy({{s->source, &s->network}});
+        if (!n) {
+          log::line(fmt::format("{}; ignored, the previous rules stay in force", n.error().message));
+          return;
+        }
+        sink->set(std::move(*n));
+      });
+    } else if (np.ask == net::AskMode::Tty) {
+      wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+      pc.asker = net::make_tty_asker([this](bool pause) {
+        stdin_paused_ = pause;
+        uint64_t one = 1;
+        if (wake_) (void)!::write(wake_.get(), &one, sizeof one);
+      });
+    }
+    std::string file = spec_.user_settings;
+    if (!file.empty()) pc.remember = [file](const std::string& p) { return net::remember_in_user_settings(file, p); };
+    auto proxy = net::Proxy::start(std::move(pc));
+    if (!proxy) return proxy.error();
+    proxy_ = std::move(*proxy);
+    rules_sink_->attach(proxy_.get());
+    log::debug("proxy: http on 127.0.0.1:{}, socks5 on 127.0.0.1:{} (inside)", np.http_port, np.socks_port);
+    return {};
+  }
+
+  // Live rule updates may arrive (on the control reader's thread) before
+  // the proxy runs: the last one waits here.
+  struct RulesSink {
+    std::mutex mu;
+    net::Proxy* proxy = nullptr;
+    std::optional<net::NetworkPolicy> pending;
+    void set(net::NetworkPolicy p) {
+      std::lock_guard<std::mutex> g(mu);
+      if (proxy) proxy->update_rules(std::move(p));
+      else pending = std::move(p);
+    }
+    void attach(net::Proxy* p) {
+      std::lock_guard<std::mutex> g(mu);
+      proxy = p;
+      if (pending) p->update_rules(std::move(*pending));
+      pending.reset();
+    }
+    void detach() {
+      std::lock_guard<std::mutex> g(mu);
+      proxy = nullptr;
+    }
+  };
 
   void forward(int sig) {
     if (sig == SIGWINCH && master_) {
@@ -213,7 +300,7 @@ class Supervisor {
     std::optional<int> status;
     bool sock_open = true;
     for (;;) {
-      struct pollfd p[7];
+      struct pollfd p[8];
       int n = 0;
       p[n++] = {sigfd_.get(), POLLIN, 0};
       p[n++] = {pidfd_.get(), POLLIN, 0};
@@ -227,7 +314,9 @@ class Supervisor {
       int i_watch = -1;
       if (watch_.fd() >= 0 && tampered_.empty()) { i_watch = n; p[n++] = {watch_.fd(), POLLIN, 0}; }
       if (sock_open) { i_sock = n; p[n++] = {sock_.get(), POLLIN, 0}; }
-      if (stdin_open) { i_in = n; p[n++] = {STDIN_FILENO, POLLIN, 0}; }
+      if (stdin_open && !stdin_paused_) { i_in = n; p[n++] = {STDIN_FILENO, POLLIN, 0}; }
+      int i_wake = -1;
+      if (wake_) { i_wake = n; p[n++] = {wake_.get(), POLLIN, 0}; }
       if (master_) { i_master = n; p[n++] = {master_.get(), POLLIN, 0}; }
       int ready = ::poll(p, static_cast<nfds_t>(n), timeout_ms);
       if (ready < 0) {
@@ -253,6 +342,10 @@ class Supervisor {
       if (i_filter >= 0 && p[i_filter].revents) {
         if (p[i_filter].revents & (POLLHUP | POLLERR)) listener_.reset();  // nobody left under the filter
         else record(seccomp::answer(listener_.get(), filter_opts()));
+      }
+      if (i_wake >= 0 && p[i_wake].revents) {
+        uint64_t v;
+        (void)!::read(wake_.get(), &v, sizeof v);  // a prompt began or ended: poll again with or without stdin
       }
       if (i_master >= 0 && p[i_master].revents) {
         if (!pump(master_.get(), out_fd())) master_.reset();
@@ -297,6 +390,10 @@ class Supervisor {
     raw.reset();
     lease_.release();
     log::debug("placeholders released");
+    if (proxy_) {
+      rules_sink_->detach();
+      for (const auto& line : proxy_->stop_and_summarize()) log::info("{}", line);
+    }
     for (const auto& e : cgroup_.events()) log::info("{}", e);
     for (const auto& w :
          fs::git_check_after(git_before_, spec_.policy->workspace, spec_.policy->protect_depth, started_))
@@ -362,6 +459,10 @@ class Supervisor {
   }
 
   const Spec& spec_;
+  std::unique_ptr<net::Proxy> proxy_;
+  std::shared_ptr<RulesSink> rules_sink_ = std::make_shared<RulesSink>();
+  std::atomic<bool> stdin_paused_{false};
+  UniqueFd wake_;
   fs::PlaceholderLease lease_;
   UniqueFd sigfd_, sock_, pidfd_, master_, listener_;
   Cgroup cgroup_;
