@@ -64,7 +64,9 @@ Address embedded_v4(const Address& a, size_t offset) {
 
 const char* special_v4(const Address& a) {
   uint32_t x = v4_value(a);
-  if (x == 0xA9FEA9FE || x == 0xA9FEAA02 || x == 0x646464C8) return "cloud metadata";  // 169.254.169.254, 169.254.170.2, 100.100.100.200
+  // 169.254.169.254 (AWS, GCP, Azure, ...), 169.254.170.2 (ECS), 100.100.100.200
+  // (Alibaba), 168.63.129.16 (Azure's wire server: a public address otherwise).
+  if (x == 0xA9FEA9FE || x == 0xA9FEAA02 || x == 0x646464C8 || x == 0xA83F8110) return "cloud metadata";
   struct Range { uint32_t net; int prefix; const char* why; };
   static const Range ranges[] = {
       {0x00000000, 8, "unspecified"},       {0x0A000000, 8, "private"},

@@ -182,7 +182,10 @@ struct Proxy::Impl {
 
   void audit(const Record& r) {
     if (r.decision != "allow") {
-      auto& e = refused[r.host.empty() ? r.requested : fmt::format("{}:{}", r.host, r.port)];
+      std::string key = !r.host.empty()        ? fmt::format("{}:{}", r.host, r.port)
+                        : !r.requested.empty() ? r.requested
+                                               : std::string("(a malformed request)");
+      auto& e = refused[key];
       e.reason = r.rule;
       ++e.count;
     }
@@ -330,8 +333,9 @@ struct Proxy::Impl {
       lookups.fetch_sub(1);
       co_return Result<std::vector<Address>>(err("too many name lookups at once"));
     }
-    auto r = co_await asio::async_initiate<decltype(use_awaitable), void(Result<std::vector<Address>>)>(
-        [this, name](auto handler) {
+    // (A named initiation: g++ 12 destroys a temporary with a destructor
+    // twice when it lives across a co_await.)
+    auto initiation = [this, name](auto handler) {
           std::thread([ioc = io, name, h = std::move(handler)]() mutable {
             struct addrinfo hints {};
             hints.ai_socktype = SOCK_STREAM;
@@ -352,8 +356,9 @@ struct Proxy::Impl {
             }
             asio::post(*ioc, [h = std::move(h), out = std::move(out)]() mutable { h(std::move(out)); });
           }).detach();
-        },
-        use_awaitable);
+        };
+    auto r = co_await asio::async_initiate<decltype(use_awaitable), void(Result<std::vector<Address>>)>(
+        std::move(initiation), use_awaitable);
     lookups.fetch_sub(1);
     co_return r;
   }

@@ -74,6 +74,7 @@ TEST(NetHost, SpecialRanges) {
   EXPECT_EQ(kind("fc00::1"), "private");
   EXPECT_EQ(kind("64:ff9b::a9fe:a9fe"), "cloud metadata");  // NAT64 of 169.254.169.254
   EXPECT_EQ(kind("2002:7f00:1::"), "loopback");            // 6to4 of 127.0.0.1
+  EXPECT_EQ(kind("168.63.129.16"), "cloud metadata");
   EXPECT_EQ(kind("8.8.8.8"), "public");
   EXPECT_EQ(kind("2606:4700::1111"), "public");
 }

@@ -1,0 +1,886 @@
+// Egress proxy benchmark: a TCP server on the host's loopback, and the same
+// client run three ways, side by side in one run:
+//   direct   client and server on the host, no sandbox, no proxy
+//   airlock  client inside `airlock run`, through airlock's proxy (CONNECT)
+//   srt      client inside srt, through srt's proxy (CONNECT), when installed
+// Metrics: bulk throughput of one tunnel, new connections per second with
+// many clients at once, latency added to a new connection (p50/p99), and the
+// airlock supervisor's memory while it holds many idle tunnels.
+//
+//   bench-proxy [--airlock PATH] [--srt "NODE CLI.js"] [--rounds N]
+//               [--bulk-mib N] [--rps-seconds S] [--conc N] [--lat N] [--hold N]
+//   bench-proxy client <direct|proxy> TARGET MODE ARGS...   (what runs inside)
+//
+// The server speaks a two-command protocol: 'S' + 8-byte count: it sends
+// that many bytes and closes; 'E': it echoes every byte after the 'E'.
+// The client reads its proxy from HTTPS_PROXY (user:password@ becomes
+// Proxy-Authorization, which srt needs).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using Clock = std::chrono::steady_clock;
+static double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+static void raise_nofile() {
+  struct rlimit rl {};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static bool write_all(int fd, const void* p, size_t n) {
+  auto* c = static_cast<const char*>(p);
+  while (n) {
+    ssize_t w = ::send(fd, c, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    c += w, n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+static bool read_exact(int fd, void* p, size_t n) {
+  auto* c = static_cast<char*>(p);
+  while (n) {
+    ssize_t r = ::recv(fd, c, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    c += r, n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- server
+
+struct Server {
+  struct Conn {
+    int fd = -1;
+    char hdr[9] = {};
+    size_t have = 0;
+    char mode = 0;          // 0 until known, 'S' or 'E'
+    uint64_t left = 0;      // 'S': bytes still to send
+    std::string pending;    // 'E': echo bytes not yet written
+  };
+  std::vector<int> listeners;
+  uint16_t port = 0;
+  std::vector<std::thread> threads;
+  static inline char blob[1 << 20];
+
+  bool start(int nthreads) {
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 4096) != 0) return false;
+    socklen_t len = sizeof a;
+    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    listeners.push_back(s);
+    // The same port on ::1 too, in case a proxy resolves "localhost" there.
+    int s6 = ::socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s6 >= 0) {
+      setsockopt(s6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      setsockopt(s6, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_in6 b{};
+      b.sin6_family = AF_INET6;
+      b.sin6_addr = in6addr_loopback;
+      b.sin6_port = htons(port);
+      if (::bind(s6, reinterpret_cast<sockaddr*>(&b), sizeof b) == 0 && ::listen(s6, 4096) == 0) listeners.push_back(s6);
+      else ::close(s6);
+    }
+    memset(blob, 'x', sizeof blob);
+    for (int i = 0; i < nthreads; ++i) threads.emplace_back([this] { loop(); });
+    for (auto& t : threads) t.detach();
+    return true;
+  }
+
+  void loop() {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    for (int l : listeners) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+      ev.data.ptr = nullptr;
+      ev.data.u64 = static_cast<uint64_t>(l) << 1 | 1;  // odd: a listener
+      epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
+    }
+    epoll_event evs[256];
+    std::vector<char> buf(1 << 16);
+    for (;;) {
+      int n = epoll_wait(ep, evs, 256, -1);
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].data.u64 & 1) {
+          int l = static_cast<int>(evs[i].data.u64 >> 1);
+          for (;;) {
+            int c = accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (c < 0) break;
+            int one = 1;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            auto* conn = new Conn;
+            conn->fd = c;
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.ptr = conn;
+            epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+          }
+          continue;
+        }
+        auto* c = static_cast<Conn*>(evs[i].data.ptr);
+        if (!serve(ep, c, buf)) {
+          ::close(c->fd);
+          delete c;
+        }
+      }
+    }
+  }
+
+  static void want(int ep, Conn* c, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = c;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+  }
+
+  // false: close the connection
+  static bool serve(int ep, Conn* c, std::vector<char>& buf) {
+    if (c->mode == 'S') return send_more(ep, c);
+    if (c->mode == 'E' && !c->pending.empty()) {
+      if (!flush(c)) return false;
+      if (c->pending.empty()) want(ep, c, EPOLLIN);
+      return true;
+    }
+    ssize_t r = ::recv(c->fd, buf.data(), buf.size(), 0);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (r <= 0) return false;
+    size_t off = 0;
+    if (!c->mode) {
+      while (off < static_cast<size_t>(r) && c->have < 9) {
+        c->hdr[c->have++] = buf[off++];
+        if (c->hdr[0] == 'E') break;
+      }
+      if (c->hdr[0] == 'E') c->mode = 'E';
+      else if (c->hdr[0] == 'S' && c->have == 9) {
+        c->mode = 'S';
+        memcpy(&c->left, c->hdr + 1, 8);
+        want(ep, c, EPOLLOUT);
+        return send_more(ep, c);
+      } else if (c->hdr[0] != 'S') return false;
+    }
+    if (c->mode == 'E' && off < static_cast<size_t>(r)) {
+      c->pending.append(buf.data() + off, static_cast<size_t>(r) - off);
+      if (!flush(c)) return false;
+      if (!c->pending.empty()) want(ep, c, EPOLLOUT);
+    }
+    return true;
+  }
+
+  static bool flush(Conn* c) {
+    while (!c->pending.empty()) {
+      ssize_t w = ::send(c->fd, c->pending.data(), c->pending.size(), MSG_NOSIGNAL);
+      if (w < 0 && errno == EAGAIN) return true;
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      c->pending.erase(0, static_cast<size_t>(w));
+    }
+    return true;
+  }
+
+  static bool send_more(int, Conn* c) {
+    while (c->left) {
+      size_t k = std::min<uint64_t>(c->left, sizeof blob);
+      ssize_t w = ::send(c->fd, blob, k, MSG_NOSIGNAL);
+      if (w < 0 && errno == EAGAIN) return true;
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      c->left -= static_cast<uint64_t>(w);
+    }
+    return false;  // all sent: close (the client reads to EOF)
+  }
+};
+
+// ---------------------------------------------------------------- client
+
+struct Dialer {
+  bool via_proxy = false;
+  std::string target;   // host:port, as sent in CONNECT (direct: a numeric IPv4 host)
+  sockaddr_in addr{};   // where to connect: the proxy, or the target
+  std::string auth;     // "Proxy-Authorization: Basic ...\r\n" or ""
+
+  static std::string pct_decode(const std::string& s) {
+    std::string o;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '%' && i + 2 < s.size() + 0 && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
+        o += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+        i += 2;
+      } else {
+        o += s[i];
+      }
+    }
+    return o;
+  }
+  static std::string base64(const std::string& in) {
+    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string o;
+    size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+      uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8 | uint8_t(in[i + 2]);
+      o += t[v >> 18], o += t[v >> 12 & 63], o += t[v >> 6 & 63], o += t[v & 63];
+    }
+    if (i + 1 == in.size()) {
+      uint32_t v = uint8_t(in[i]) << 16;
+      o += t[v >> 18], o += t[v >> 12 & 63], o += "==";
+    } else if (i + 2 == in.size()) {
+      uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8;
+      o += t[v >> 18], o += t[v >> 12 & 63], o += t[v >> 6 & 63], o += '=';
+    }
+    return o;
+  }
+  static bool parse_hostport(std::string hp, sockaddr_in& a) {
+    auto colon = hp.rfind(':');
+    if (colon == std::string::npos) return false;
+    std::string h = hp.substr(0, colon);
+    if (h == "localhost") h = "127.0.0.1";
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(atoi(hp.c_str() + colon + 1)));
+    return inet_pton(AF_INET, h.c_str(), &a.sin_addr) == 1;
+  }
+
+  std::string setup(bool proxy, const std::string& tgt) {
+    via_proxy = proxy;
+    target = tgt;
+    if (!proxy) return parse_hostport(tgt, addr) ? "" : "bad target " + tgt;
+    const char* env = nullptr;
+    for (const char* k : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"})
+      if ((env = getenv(k)) && *env) break;
+    if (!env || !*env) return "no HTTPS_PROXY/HTTP_PROXY in the environment";
+    std::string u = env;
+    if (u.rfind("http://", 0) == 0) u = u.substr(7);
+    if (auto slash = u.find('/'); slash != std::string::npos) u = u.substr(0, slash);
+    if (auto at = u.rfind('@'); at != std::string::npos) {
+      std::string cred = u.substr(0, at);
+      u = u.substr(at + 1);
+      auto c = cred.find(':');
+      std::string user = pct_decode(cred.substr(0, c)), pass = c == std::string::npos ? "" : pct_decode(cred.substr(c + 1));
+      auth = "Proxy-Authorization: Basic " + base64(user + ":" + pass) + "\r\n";
+    }
+    return parse_hostport(u, addr) ? "" : "cannot parse the proxy address " + std::string(env);
+  }
+
+  // A connected socket to the target (through the proxy when asked), or -1.
+  int open(std::string* why = nullptr) const {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      if (why) *why = std::string("socket: ") + strerror(errno);
+      return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+      if (why) *why = std::string("connect: ") + strerror(errno);
+      ::close(fd);
+      return -1;
+    }
+    if (!via_proxy) return fd;
+    std::string req = "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n" + auth + "\r\n";
+    if (!write_all(fd, req.data(), req.size())) {
+      if (why) *why = "write CONNECT failed";
+      ::close(fd);
+      return -1;
+    }
+    // The server never speaks first: nothing past the header can arrive.
+    std::string resp;
+    char b[512];
+    while (resp.find("\r\n\r\n") == std::string::npos) {
+      ssize_t r = ::recv(fd, b, sizeof b, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        if (why) *why = "proxy closed during CONNECT";
+        ::close(fd);
+        return -1;
+      }
+      resp.append(b, static_cast<size_t>(r));
+    }
+    if (resp.compare(0, 9, "HTTP/1.1 ") != 0 && resp.compare(0, 9, "HTTP/1.0 ") != 0) resp = "?? " + resp;
+    if (resp.compare(9, 3, "200") != 0) {
+      if (why) *why = "CONNECT answered: " + resp.substr(0, resp.find("\r\n"));
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+};
+
+static int client_main(int argc, char** argv) {
+  // client <direct|proxy> TARGET MODE ARGS...
+  if (argc < 5) {
+    fprintf(stderr, "usage: client <direct|proxy> TARGET MODE ARGS...\n");
+    return 2;
+  }
+  raise_nofile();
+  signal(SIGPIPE, SIG_IGN);
+  Dialer d;
+  if (auto e = d.setup(std::string(argv[2]) == "proxy", argv[3]); !e.empty()) {
+    fprintf(stderr, "client: %s\n", e.c_str());
+    return 1;
+  }
+  std::string mode = argv[4];
+  std::string why;
+  if (mode == "bulk") {  // bulk BYTES
+    uint64_t n = std::stoull(argv[5]);
+    int fd = d.open(&why);
+    if (fd < 0) {
+      fprintf(stderr, "client: %s\n", why.c_str());
+      return 1;
+    }
+    int sz = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+    auto t0 = Clock::now();
+    char hdr[9] = {'S'};
+    memcpy(hdr + 1, &n, 8);
+    write_all(fd, hdr, 9);
+    static char buf[1 << 20];
+    uint64_t got = 0;
+    for (;;) {
+      ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += static_cast<uint64_t>(r);
+    }
+    double s = secs(Clock::now() - t0);
+    ::close(fd);
+    if (got != n) {
+      fprintf(stderr, "client: got %llu of %llu bytes\n", (unsigned long long)got, (unsigned long long)n);
+      return 1;
+    }
+    printf("bulk %llu %.6f\n", (unsigned long long)got, s);
+    return 0;
+  }
+  if (mode == "rps") {  // rps SECONDS CONC PAYLOAD
+    double dur = atof(argv[5]);
+    int conc = atoi(argv[6]);
+    size_t payload = static_cast<size_t>(atoi(argv[7]));
+    std::atomic<long> ok{0}, bad{0};
+    std::atomic<bool> go{false};
+    std::string first_error;
+    std::atomic<bool> have_error{false};
+    Clock::time_point end;
+    std::vector<std::thread> ts;
+    for (int i = 0; i < conc; ++i)
+      ts.emplace_back([&] {
+        std::string req(payload + 1, 'q'), resp(payload, 0);
+        req[0] = 'E';
+        while (!go.load()) std::this_thread::yield();
+        while (Clock::now() < end) {
+          std::string w;
+          int fd = d.open(&w);
+          bool good = fd >= 0 && write_all(fd, req.data(), req.size()) && read_exact(fd, resp.data(), payload);
+          if (fd >= 0) ::close(fd);
+          if (good) {
+            ok.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            bad.fetch_add(1, std::memory_order_relaxed);
+            if (!have_error.exchange(true)) first_error = w.empty() ? "echo failed" : w;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        }
+      });
+    auto t0 = Clock::now();
+    end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(dur));
+    go = true;
+    for (auto& t : ts) t.join();
+    double s = secs(Clock::now() - t0);
+    if (bad) fprintf(stderr, "client: %ld failed connections, first: %s\n", bad.load(), first_error.c_str());
+    printf("rps %ld %ld %.6f\n", ok.load(), bad.load(), s);
+    return ok > 0 ? 0 : 1;
+  }
+  if (mode == "lat") {  // lat N: sequential connect (+ CONNECT) + 1-byte echo
+    int n = atoi(argv[5]);
+    int warm = std::max(10, n / 20);
+    std::vector<double> us;
+    for (int i = 0; i < n + warm; ++i) {
+      auto t0 = Clock::now();
+      int fd = d.open(&why);
+      if (fd < 0) {
+        fprintf(stderr, "client: %s\n", why.c_str());
+        return 1;
+      }
+      char b[2] = {'E', 'x'};
+      bool good = write_all(fd, b, 2) && read_exact(fd, b, 1);
+      auto t1 = Clock::now();
+      ::close(fd);
+      if (!good) {
+        fprintf(stderr, "client: echo failed\n");
+        return 1;
+      }
+      if (i >= warm) us.push_back(secs(t1 - t0) * 1e6);
+    }
+    printf("lat");
+    for (double v : us) printf(" %.1f", v);
+    printf("\n");
+    return 0;
+  }
+  if (mode == "hold") {  // hold N: open N tunnels, hold them until told
+    int n = atoi(argv[5]);
+    char line[64];
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin)) return 1;
+    std::vector<int> fds;
+    for (int i = 0; i < n; ++i) {
+      int fd = d.open(&why);
+      char b[2] = {'E', 'x'};
+      if (fd < 0 || !write_all(fd, b, 2) || !read_exact(fd, b, 1)) {  // the tunnel is through to the server
+        if (fd >= 0) ::close(fd);
+        fprintf(stderr, "client: tunnel %d: %s\n", i, why.empty() ? "echo failed" : why.c_str());
+        break;
+      }
+      fds.push_back(fd);
+    }
+    printf("held %zu\n", fds.size());
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin)) return 1;
+    for (int fd : fds) ::close(fd);
+    printf("done\n");
+    return 0;
+  }
+  fprintf(stderr, "client: unknown mode %s\n", mode.c_str());
+  return 2;
+}
+
+// ---------------------------------------------------------------- driver
+
+// A child with a pipe on stdin and stdout; stderr goes to a file.
+struct Child {
+  pid_t pid = -1;
+  int in = -1, out = -1;
+  std::string errfile, buf;
+
+  bool spawn(const std::vector<std::string>& argv, const std::string& errpath) {
+    int pi[2], po[2];
+    if (pipe2(pi, O_CLOEXEC) || pipe2(po, O_CLOEXEC)) return false;
+    errfile = errpath;
+    std::vector<char*> a;
+    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    int ef = ::open(errpath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    pid = fork();
+    if (pid == 0) {
+      dup2(pi[0], 0);
+      dup2(po[1], 1);
+      if (ef >= 0) dup2(ef, 2);
+      setpgid(0, 0);
+      execvp(a[0], a.data());
+      _exit(127);
+    }
+    ::close(pi[0]);
+    ::close(po[1]);
+    if (ef >= 0) ::close(ef);
+    in = pi[1];
+    out = po[0];
+    return pid > 0;
+  }
+  // One line of stdout, or nullopt on EOF or timeout.
+  std::optional<std::string> line(double timeout_s) {
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+    for (;;) {
+      if (auto nl = buf.find('\n'); nl != std::string::npos) {
+        std::string l = buf.substr(0, nl);
+        buf.erase(0, nl + 1);
+        return l;
+      }
+      int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+      if (ms <= 0) return std::nullopt;
+      pollfd p{out, POLLIN, 0};
+      if (poll(&p, 1, ms) <= 0) continue;
+      char b[65536];
+      ssize_t r = ::read(out, b, sizeof b);
+      if (r <= 0) return std::nullopt;
+      buf.append(b, static_cast<size_t>(r));
+    }
+  }
+  void say(const char* s) { (void)!::write(in, s, strlen(s)); }
+  int finish(double timeout_s) {
+    if (in >= 0) ::close(in), in = -1;
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+    int st = 0;
+    for (;;) {
+      pid_t r = waitpid(pid, &st, WNOHANG);
+      if (r == pid) break;
+      if (Clock::now() > deadline) {
+        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (out >= 0) ::close(out), out = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  }
+  std::string err_tail() const {
+    std::ifstream f(errfile);
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    if (s.size() > 600) s = "..." + s.substr(s.size() - 600);
+    return s;
+  }
+};
+
+struct Runner {
+  std::string name;
+  std::vector<std::string> prefix;  // what wraps the client
+  std::string how, target;          // "direct"/"proxy", and the CONNECT target
+  bool ok = true;
+  std::string why;                  // first failure
+  std::vector<double> mbps, rps, lat;
+  long rps_errors = 0;
+};
+
+static std::string self_exe;
+static std::string errdir;
+
+// Runs one client; returns its stdout's first line, or nullopt on failure.
+static std::optional<std::string> run_client(Runner& r, const std::vector<std::string>& args, double timeout_s) {
+  std::vector<std::string> argv = r.prefix;
+  argv.push_back(self_exe);
+  argv.push_back("client");
+  argv.push_back(r.how);
+  argv.push_back(r.target);
+  for (auto& a : args) argv.push_back(a);
+  Child c;
+  if (!c.spawn(argv, errdir + "/" + r.name + ".err")) return std::nullopt;
+  auto l = c.line(timeout_s);
+  int st = c.finish(10);
+  if (!l || st != 0) {
+    if (r.why.empty())
+      r.why = (args.empty() ? std::string() : args[0]) + ": exit " + std::to_string(st) + ": " + c.err_tail();
+    return std::nullopt;
+  }
+  return l;
+}
+
+static std::vector<double> nums(const std::string& line) {
+  std::istringstream ss(line);
+  std::string tag;
+  ss >> tag;
+  std::vector<double> v;
+  for (double x; ss >> x;) v.push_back(x);
+  return v;
+}
+
+static double median(std::vector<double> v) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+static double pct(std::vector<double> v, double p) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+// /proc helpers
+static std::map<std::string, long> proc_status(pid_t pid) {
+  std::map<std::string, long> m;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  for (std::string l; std::getline(f, l);) {
+    auto c = l.find(':');
+    if (c == std::string::npos) continue;
+    m[l.substr(0, c)] = atol(l.c_str() + c + 1);
+  }
+  return m;
+}
+static long pss_kb(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string l; std::getline(f, l);)
+    if (l.rfind("Pss:", 0) == 0) return atol(l.c_str() + 4);
+  return 0;
+}
+static std::string comm(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+static std::string nspid(pid_t pid) {
+  char b[128] = {};
+  ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), b, sizeof b - 1);
+  return n > 0 ? std::string(b, static_cast<size_t>(n)) : "";
+}
+static std::map<pid_t, std::vector<pid_t>> children_map() {
+  std::map<pid_t, std::vector<pid_t>> m;
+  DIR* d = opendir("/proc");
+  while (auto* e = readdir(d)) {
+    pid_t p = atoi(e->d_name);
+    if (p <= 0) continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string s;
+    std::getline(f, s);
+    auto rp = s.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream ss(s.substr(rp + 2));
+    char state;
+    pid_t pp;
+    ss >> state >> pp;
+    m[pp].push_back(p);
+  }
+  closedir(d);
+  return m;
+}
+static std::vector<pid_t> descendants(pid_t root) {
+  auto m = children_map();
+  std::vector<pid_t> out{root};
+  for (size_t i = 0; i < out.size(); ++i)
+    for (pid_t c : m[out[i]]) out.push_back(c);
+  return out;
+}
+// The airlock supervisor: the host-side process whose child lives in
+// another pid namespace (the sandbox), among what `airlock run` started.
+static pid_t find_supervisor(pid_t root) {
+  auto m = children_map();
+  std::vector<pid_t> todo{root};
+  for (size_t i = 0; i < todo.size(); ++i) {
+    for (pid_t c : m[todo[i]]) {
+      if (nspid(c) != nspid(todo[i]) && comm(todo[i]) == "airlock") return todo[i];
+      todo.push_back(c);
+    }
+  }
+  return -1;
+}
+
+struct Mem {
+  bool ok = false;
+  std::string why;
+  size_t held = 0;
+  long idle_kb = 0, held_kb = 0, hwm_kb = 0;
+};
+
+// hold N tunnels through the runner; `sample` reads the memory figure.
+template <class F>
+static Mem hold(Runner& r, int n, F sample_idle_held) {
+  Mem m;
+  std::vector<std::string> argv = r.prefix;
+  for (auto s : {self_exe, std::string("client"), r.how, r.target, std::string("hold"), std::to_string(n)}) argv.push_back(s);
+  Child c;
+  c.spawn(argv, errdir + "/" + r.name + "-hold.err");
+  auto l = c.line(30);
+  if (!l || *l != "ready") {
+    c.finish(5);
+    m.why = "did not start: " + c.err_tail();
+    return m;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  sample_idle_held(c.pid, m, false);
+  c.say("go\n");
+  l = c.line(120);
+  if (!l || l->rfind("held ", 0) != 0) {
+    c.finish(5);
+    m.why = "no answer while opening tunnels: " + c.err_tail();
+    return m;
+  }
+  m.held = std::stoul(l->substr(5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  sample_idle_held(c.pid, m, true);
+  c.say("done\n");
+  c.line(60);
+  c.finish(30);
+  m.ok = m.held == static_cast<size_t>(n);
+  if (!m.ok) m.why = "held only " + std::to_string(m.held) + ": " + c.err_tail();
+  return m;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "client") return client_main(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  raise_nofile();
+  std::string airlock = "build/airlock", srt;
+  int rounds = 3, conc = 64, lat_n = 1000, hold_n = 1000;
+  double rps_s = 2;
+  uint64_t bulk_mib = 1024;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k == "--airlock") airlock = argv[i + 1];
+    else if (k == "--srt") srt = argv[i + 1];
+    else if (k == "--rounds") rounds = atoi(argv[i + 1]);
+    else if (k == "--bulk-mib") bulk_mib = std::stoull(argv[i + 1]);
+    else if (k == "--rps-seconds") rps_s = atof(argv[i + 1]);
+    else if (k == "--conc") conc = atoi(argv[i + 1]);
+    else if (k == "--lat") lat_n = atoi(argv[i + 1]);
+    else if (k == "--hold") hold_n = atoi(argv[i + 1]);
+    else {
+      fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  self_exe = std::string(exe, static_cast<size_t>(std::max<ssize_t>(n, 0)));
+  char cwd[4096];
+  errdir = getcwd(cwd, sizeof cwd) ? cwd : ".";
+
+  Server server;
+  if (!server.start(2)) {
+    perror("server");
+    return 1;
+  }
+  std::string port = std::to_string(server.port);
+  {
+    std::ofstream a("airlock-settings.json");
+    a << R"({"network":{"allowedDomains":["bench.test:)" << port
+      << R"("],"hosts":{"bench.test":"127.0.0.1"},"allowPrivateAddresses":["127.0.0.1/32"]}})" << "\n";
+    // srt: "localhost" on the allow list lets its proxy dial loopback (its
+    // resolved-address guard keeps loopback answers for loopback names).
+    std::ofstream s("srt-settings.json");
+    s << R"({"network":{"allowedDomains":["localhost"],"deniedDomains":[]},)"
+      << R"("filesystem":{"denyRead":[],"allowWrite":["."],"denyWrite":[]}})" << "\n";
+  }
+  std::vector<Runner> rs;
+  auto runner = [](std::string name, std::vector<std::string> prefix, std::string how, std::string target) {
+    Runner r;
+    r.name = std::move(name), r.prefix = std::move(prefix), r.how = std::move(how), r.target = std::move(target);
+    return r;
+  };
+  rs.push_back(runner("direct", {}, "direct", "127.0.0.1:" + port));
+  rs.push_back(runner("airlock", {airlock, "run", "--settings", "airlock-settings.json", "--"}, "proxy", "bench.test:" + port));
+  if (!srt.empty()) {
+    Runner r = runner("srt", {}, "proxy", "localhost:" + port);
+    std::istringstream ss(srt);
+    for (std::string w; ss >> w;) r.prefix.push_back(w);
+    for (auto s : {"--settings", "srt-settings.json", "--"}) r.prefix.push_back(s);
+    rs.push_back(r);
+  }
+
+  uint64_t bulk_bytes = bulk_mib << 20;
+  printf("server 127.0.0.1:%s; %d rounds, runners interleaved; bulk %llu MiB, %d clients x %.0f s, %d connections for latency\n",
+         port.c_str(), rounds, (unsigned long long)bulk_mib, conc, rps_s, lat_n);
+  fflush(stdout);
+  auto t_start = Clock::now();
+  for (int round = 0; round < rounds; ++round) {
+    for (auto& r : rs)
+      if (auto l = run_client(r, {"bulk", std::to_string(bulk_bytes)}, 120)) {
+        auto v = nums(*l);
+        if (v.size() == 2) r.mbps.push_back(v[0] / 1e6 / v[1]);
+      }
+    for (auto& r : rs)
+      if (auto l = run_client(r, {"rps", std::to_string(rps_s), std::to_string(conc), "64"}, rps_s + 60)) {
+        auto v = nums(*l);
+        if (v.size() == 3) r.rps.push_back(v[0] / v[2]), r.rps_errors += static_cast<long>(v[1]);
+      }
+    for (auto& r : rs)
+      if (auto l = run_client(r, {"lat", std::to_string(lat_n)}, 120)) {
+        auto v = nums(*l);
+        r.lat.insert(r.lat.end(), v.begin(), v.end());
+      }
+  }
+
+  // Memory with idle tunnels held open.
+  Mem mem_airlock, mem_srt;
+  pid_t sup = -1;
+  mem_airlock = hold(rs[1], hold_n, [&](pid_t root, Mem& m, bool held) {
+    if (sup < 0) sup = find_supervisor(root);
+    if (sup < 0) return;
+    auto st = proc_status(sup);
+    (held ? m.held_kb : m.idle_kb) = st["VmRSS"];
+    m.hwm_kb = st["VmHWM"];
+  });
+  if (sup < 0 && mem_airlock.why.empty()) mem_airlock.why = "supervisor not found in /proc", mem_airlock.ok = false;
+  if (rs.size() > 2) {
+    // srt is a tree (node, socat bridges on both sides): the sum of its PSS.
+    mem_srt = hold(rs[2], hold_n, [&](pid_t root, Mem& m, bool held) {
+      long sum = 0;
+      for (pid_t p : descendants(root))
+        if (comm(p) != "bench-proxy") sum += pss_kb(p);
+      (held ? m.held_kb : m.idle_kb) = sum;
+    });
+  }
+  double elapsed = secs(Clock::now() - t_start);
+
+  // ---- the table
+  const Runner& D = rs[0];
+  auto ratio = [&](double a, double b) { return std::isnan(a) || std::isnan(b) || b == 0 ? NAN : a / b; };
+  auto cell = [](double v, const char* fmt) {
+    char b[64];
+    if (std::isnan(v)) return std::string("-");
+    snprintf(b, sizeof b, fmt, v);
+    return std::string(b);
+  };
+  printf("\n%-40s", "metric");
+  for (auto& r : rs) printf(" %12s", r.name.c_str());
+  for (size_t i = 1; i < rs.size(); ++i) printf(" %14s", (rs[i].name + "/direct").c_str());
+  printf("\n");
+  auto row = [&](const std::string& label, auto get, const char* fmt, bool added) {
+    printf("%-40s", label.c_str());
+    std::vector<double> v;
+    for (auto& r : rs) v.push_back(get(r));
+    for (double x : v) printf(" %12s", cell(x, fmt).c_str());
+    for (size_t i = 1; i < v.size(); ++i) {
+      std::string c = added ? (std::isnan(v[i] - v[0]) ? "-" : cell(v[i] - v[0], "%+.0f us")) : cell(ratio(v[i], v[0]), "%.2fx");
+      printf(" %14s", c.c_str());
+    }
+    printf("\n");
+  };
+  row("1 tunnel bulk, MB/s (median)", [](const Runner& r) { return median(r.mbps); }, "%.0f", false);
+  row("conns/s, " + std::to_string(conc) + " clients, 64 B echo", [](const Runner& r) { return median(r.rps); }, "%.0f", false);
+  row("new conn + 1 B echo p50, us", [](const Runner& r) { return pct(r.lat, 0.50); }, "%.0f", true);
+  row("new conn + 1 B echo p99, us", [](const Runner& r) { return pct(r.lat, 0.99); }, "%.0f", true);
+
+  printf("\nmemory, %d idle tunnels held open:\n", hold_n);
+  auto mb = [](long kb) { return kb / 1024.0; };
+  if (mem_airlock.ok)
+    printf("  airlock supervisor (pid %d): VmRSS %.1f MB idle -> %.1f MB held (%.1f KB per tunnel); VmHWM %.1f MB\n", sup,
+           mb(mem_airlock.idle_kb), mb(mem_airlock.held_kb),
+           static_cast<double>(mem_airlock.held_kb - mem_airlock.idle_kb) / static_cast<double>(hold_n), mb(mem_airlock.hwm_kb));
+  else
+    printf("  airlock: failed: %s\n", mem_airlock.why.c_str());
+  if (rs.size() > 2) {
+    if (mem_srt.ok)
+      printf("  srt (node + socat bridges, summed PSS): %.1f MB idle -> %.1f MB held (%.1f KB per tunnel)\n",
+             mb(mem_srt.idle_kb), mb(mem_srt.held_kb),
+             static_cast<double>(mem_srt.held_kb - mem_srt.idle_kb) / static_cast<double>(hold_n));
+    else
+      printf("  srt: failed: %s\n", mem_srt.why.c_str());
+  } else {
+    printf("  srt: not installed (skipped)\n");
+  }
+
+  for (auto& r : rs)
+    if (!r.why.empty()) printf("\n%s failed at least once: %s\n", r.name.c_str(), r.why.c_str());
+  for (auto& r : rs)
+    if (r.rps_errors) printf("%s: %ld connections failed during the conns/s runs\n", r.name.c_str(), r.rps_errors);
+
+  const Runner& A = rs[1];
+  double bulk_ratio = ratio(median(A.mbps), median(D.mbps));
+  double p99_added = pct(A.lat, 0.99) - pct(D.lat, 0.99);
+  printf("\nairlock bulk / direct = %s (target >= 0.80); airlock p99 added = %s ms (target < 1 ms); %.0f s\n",
+         cell(bulk_ratio, "%.2f").c_str(), cell(p99_added / 1000, "%.3f").c_str(), elapsed);
+  return 0;
+}
