@@ -1,15 +1,25 @@
 // Egress proxy benchmark: a TCP server on the host's loopback, and the same
-// client run three ways, side by side in one run:
+// client run up to four ways, side by side in one run:
 //   direct   client and server on the host, no sandbox, no proxy
+//   relay    client on the host, through a bare CONNECT relay on the host
+//            (no sandbox): the cost of the extra hop alone, for reference
 //   airlock  client inside `airlock run`, through airlock's proxy (CONNECT)
 //   srt      client inside srt, through srt's proxy (CONNECT), when installed
+//            (srt lets a sandboxed client reach host loopback when
+//            "localhost" is on its allowedDomains; the client must send the
+//            Proxy-Authorization that srt puts in HTTPS_PROXY)
 // Metrics: bulk throughput of one tunnel, new connections per second with
 // many clients at once, latency added to a new connection (p50/p99), and the
 // airlock supervisor's memory while it holds many idle tunnels.
 //
 //   bench-proxy [--airlock PATH] [--srt "NODE CLI.js"] [--rounds N]
-//               [--bulk-mib N] [--rps-seconds S] [--conc N] [--lat N] [--hold N]
-//   bench-proxy client <direct|proxy> TARGET MODE ARGS...   (what runs inside)
+//               [--bulk-mib N] [--bulk-max-seconds S] [--rps-seconds S] [--conc N]
+//               [--lat N] [--lat-max-seconds S] [--hold N] [--settle-ms MS]
+//   bench-proxy client <direct|proxy|proxy=IP:PORT> TARGET MODE ARGS...  (what runs inside)
+//   bench-proxy serve                                                   (the server alone)
+// BENCH_VERBOSE=1 prints every run's figures on stderr as it goes. A runner
+// too slow for the bulk size or the latency count in the time given stops
+// early; its figures are then over what it did (and the output says so).
 //
 // The server speaks a two-command protocol: 'S' + 8-byte count: it sends
 // that many bytes and closes; 'E': it echoes every byte after the 'E'.
@@ -228,6 +238,170 @@ struct Server {
   }
 };
 
+
+// ---------------------------------------------------------------- reference relay
+
+// About the least a CONNECT proxy on the host can do, the way airlock's
+// does it: one thread, one epoll loop; read the request, dial the server
+// without blocking, answer 200, then splice both ways through a pipe each
+// (1 MiB). No sandbox, no rules, no Asio. What it costs next to direct is
+// the price of the extra hop itself; what airlock costs beyond it is
+// airlock's own.
+struct Relay {
+  struct Dir {
+    int from = -1, to = -1, pr = -1, pw = -1;
+    size_t queued = 0;  // bytes in the pipe
+    bool eof = false, done = false;
+  };
+  struct Tunnel {
+    int c = -1, u = -1;
+    int state = 0;  // 0 reading the request, 1 dialling, 2 tunnelling, 3 closed
+    std::string req;
+    Dir up, down;  // client -> server, server -> client
+  };
+  uint16_t port = 0;
+  sockaddr_in upstream{};
+  int ep = -1;
+
+  bool start(uint16_t server_port) {
+    int l = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 4096) != 0) return false;
+    socklen_t len = sizeof a;
+    getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    upstream = a;
+    upstream.sin_port = htons(server_port);
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = 0;
+    epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
+    std::thread([this, l] { loop(l); }).detach();
+    return true;
+  }
+
+  // Events: the tunnel's address, low bit 1 for the server side.
+  void watch(Tunnel* t, bool server_side, bool add) {
+    int fd = server_side ? t->u : t->c;
+    uint32_t e = 0;
+    if (t->state == 0 && !server_side) e = EPOLLIN;
+    if (t->state == 1 && server_side) e = EPOLLOUT;
+    if (t->state == 2) {
+      Dir& rd = server_side ? t->down : t->up;  // this side reads for rd
+      Dir& wr = server_side ? t->up : t->down;  // and writes for wr
+      if (!rd.eof && rd.queued == 0) e |= EPOLLIN;
+      if (wr.queued) e |= EPOLLOUT;
+    }
+    epoll_event ev{};
+    ev.events = e;
+    ev.data.u64 = reinterpret_cast<uint64_t>(t) | (server_side ? 1 : 0);
+    epoll_ctl(ep, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+  }
+
+  static bool make_pipe(Dir& d) {
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    d.pr = p[0], d.pw = p[1];
+    return true;
+  }
+
+  // Moves what it can; false on an error.
+  static bool pump(Dir& d) {
+    for (;;) {
+      if (d.queued) {
+        ssize_t m = splice(d.pr, nullptr, d.to, nullptr, d.queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (m < 0) return errno == EAGAIN;
+        d.queued -= static_cast<size_t>(m);
+        if (d.queued) return true;  // the receiver is full
+      }
+      if (d.eof) {
+        if (!d.done) ::shutdown(d.to, SHUT_WR);
+        d.done = true;
+        return true;
+      }
+      ssize_t n = splice(d.from, nullptr, d.pw, nullptr, 1 << 20, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n < 0) return errno == EAGAIN;
+      if (n == 0) d.eof = true;
+      d.queued += static_cast<size_t>(n);
+    }
+  }
+
+  static void close_tunnel(Tunnel* t) {
+    for (int fd : {t->c, t->u, t->up.pr, t->up.pw, t->down.pr, t->down.pw})
+      if (fd >= 0) ::close(fd);
+    t->state = 3;
+  }
+
+  void loop(int l) {
+    epoll_event evs[256];
+    std::vector<Tunnel*> dead;  // freed after the batch, which may name them again
+    for (;;) {
+      int n = epoll_wait(ep, evs, 256, -1);
+      for (Tunnel* t : dead) delete t;
+      dead.clear();
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].data.u64 == 0) {
+          for (;;) {
+            int c = accept4(l, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (c < 0) break;
+            int one = 1;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            auto* t = new Tunnel;
+            t->c = c;
+            watch(t, false, true);
+          }
+          continue;
+        }
+        auto* t = reinterpret_cast<Tunnel*>(evs[i].data.u64 & ~uint64_t(1));
+        if (t->state == 3) continue;
+        if (!step(t)) {
+          close_tunnel(t);
+          dead.push_back(t);
+        }
+      }
+    }
+  }
+
+  bool step(Tunnel* t) {
+    if (t->state == 0) {
+      char b[1024];
+      ssize_t r = ::recv(t->c, b, sizeof b, 0);
+      if (r < 0) return errno == EAGAIN;
+      if (r == 0) return false;
+      t->req.append(b, static_cast<size_t>(r));
+      if (t->req.find("\r\n\r\n") == std::string::npos) return true;
+      if (t->req.rfind("CONNECT ", 0) != 0) return false;
+      t->u = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      int one = 1;
+      setsockopt(t->u, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (::connect(t->u, reinterpret_cast<sockaddr*>(&upstream), sizeof upstream) != 0 && errno != EINPROGRESS) return false;
+      t->state = 1;
+      watch(t, false, false);
+      watch(t, true, true);
+      return true;
+    }
+    if (t->state == 1) {
+      int e = 0;
+      socklen_t len = sizeof e;
+      getsockopt(t->u, SOL_SOCKET, SO_ERROR, &e, &len);
+      static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+      if (e || !write_all(t->c, ok, sizeof ok - 1)) return false;
+      t->up.from = t->c, t->up.to = t->u, t->down.from = t->u, t->down.to = t->c;
+      if (!make_pipe(t->up) || !make_pipe(t->down)) return false;
+      t->state = 2;
+    }
+    if (!pump(t->up) || !pump(t->down)) return false;
+    if (t->up.done && t->down.done) return false;
+    watch(t, false, false);
+    watch(t, true, false);
+    return true;
+  }
+};
+
 // ---------------------------------------------------------------- client
 
 struct Dialer {
@@ -235,6 +409,7 @@ struct Dialer {
   std::string target;   // host:port, as sent in CONNECT (direct: a numeric IPv4 host)
   sockaddr_in addr{};   // where to connect: the proxy, or the target
   std::string auth;     // "Proxy-Authorization: Basic ...\r\n" or ""
+  double timeout_s = 10;  // for each connect, send and receive
 
   static std::string pct_decode(const std::string& s) {
     std::string o;
@@ -275,10 +450,12 @@ struct Dialer {
     return inet_pton(AF_INET, h.c_str(), &a.sin_addr) == 1;
   }
 
-  std::string setup(bool proxy, const std::string& tgt) {
-    via_proxy = proxy;
+  // how: "direct", "proxy" (the one HTTPS_PROXY names) or "proxy=IP:PORT"
+  std::string setup(const std::string& how, const std::string& tgt) {
+    via_proxy = how != "direct";
     target = tgt;
-    if (!proxy) return parse_hostport(tgt, addr) ? "" : "bad target " + tgt;
+    if (!via_proxy) return parse_hostport(tgt, addr) ? "" : "bad target " + tgt;
+    if (how.rfind("proxy=", 0) == 0) return parse_hostport(how.substr(6), addr) ? "" : "bad proxy " + how;
     const char* env = nullptr;
     for (const char* k : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"})
       if ((env = getenv(k)) && *env) break;
@@ -305,6 +482,9 @@ struct Dialer {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    timeval tv{static_cast<time_t>(timeout_s), static_cast<suseconds_t>((timeout_s - std::floor(timeout_s)) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
       if (why) *why = std::string("connect: ") + strerror(errno);
       ::close(fd);
@@ -343,52 +523,68 @@ struct Dialer {
 static int client_main(int argc, char** argv) {
   // client <direct|proxy> TARGET MODE ARGS...
   if (argc < 5) {
-    fprintf(stderr, "usage: client <direct|proxy> TARGET MODE ARGS...\n");
+    fprintf(stderr, "usage: client <direct|proxy|proxy=IP:PORT> TARGET MODE ARGS...\n");
     return 2;
   }
   raise_nofile();
   signal(SIGPIPE, SIG_IGN);
   Dialer d;
-  if (auto e = d.setup(std::string(argv[2]) == "proxy", argv[3]); !e.empty()) {
+  if (auto e = d.setup(argv[2], argv[3]); !e.empty()) {
     fprintf(stderr, "client: %s\n", e.c_str());
     return 1;
   }
   std::string mode = argv[4];
   std::string why;
-  if (mode == "bulk") {  // bulk BYTES
+  // srt starts its in-sandbox relay (socat) in the background, racing the
+  // command: wait (untimed) until the proxy's port answers.
+  if (d.via_proxy) {
+    for (int i = 0; i < 300; ++i) {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      bool up = ::connect(fd, reinterpret_cast<const sockaddr*>(&d.addr), sizeof d.addr) == 0;
+      ::close(fd);
+      if (up) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if (mode == "bulk") {  // bulk BYTES MAX_SECONDS: stops early (and says so) at MAX_SECONDS
     uint64_t n = std::stoull(argv[5]);
+    double cap = argc > 6 ? atof(argv[6]) : 1e9;
     int fd = d.open(&why);
     if (fd < 0) {
       fprintf(stderr, "client: %s\n", why.c_str());
       return 1;
     }
-    int sz = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
     auto t0 = Clock::now();
     char hdr[9] = {'S'};
     memcpy(hdr + 1, &n, 8);
     write_all(fd, hdr, 9);
     static char buf[1 << 20];
     uint64_t got = 0;
+    bool capped = false;
     for (;;) {
       ssize_t r = ::recv(fd, buf, sizeof buf, 0);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) break;
       got += static_cast<uint64_t>(r);
+      if (secs(Clock::now() - t0) > cap) {
+        capped = got < n;
+        break;
+      }
     }
     double s = secs(Clock::now() - t0);
     ::close(fd);
-    if (got != n) {
+    if (got != n && !capped) {
       fprintf(stderr, "client: got %llu of %llu bytes\n", (unsigned long long)got, (unsigned long long)n);
       return 1;
     }
-    printf("bulk %llu %.6f\n", (unsigned long long)got, s);
+    printf("bulk %llu %.6f %d\n", (unsigned long long)got, s, capped ? 1 : 0);
     return 0;
   }
   if (mode == "rps") {  // rps SECONDS CONC PAYLOAD
     double dur = atof(argv[5]);
     int conc = atoi(argv[6]);
     size_t payload = static_cast<size_t>(atoi(argv[7]));
+    d.timeout_s = 2;  // a connection stuck past the window counts as failed
     std::atomic<long> ok{0}, bad{0};
     std::atomic<bool> go{false};
     std::string first_error;
@@ -405,6 +601,7 @@ static int client_main(int argc, char** argv) {
           int fd = d.open(&w);
           bool good = fd >= 0 && write_all(fd, req.data(), req.size()) && read_exact(fd, resp.data(), payload);
           if (fd >= 0) ::close(fd);
+          if (good && Clock::now() > end) break;  // finished after the window: not counted
           if (good) {
             ok.fetch_add(1, std::memory_order_relaxed);
           } else {
@@ -418,16 +615,18 @@ static int client_main(int argc, char** argv) {
     end = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(dur));
     go = true;
     for (auto& t : ts) t.join();
-    double s = secs(Clock::now() - t0);
+    double s = secs(end - t0);
     if (bad) fprintf(stderr, "client: %ld failed connections, first: %s\n", bad.load(), first_error.c_str());
     printf("rps %ld %ld %.6f\n", ok.load(), bad.load(), s);
     return ok > 0 ? 0 : 1;
   }
-  if (mode == "lat") {  // lat N: sequential connect (+ CONNECT) + 1-byte echo
+  if (mode == "lat") {  // lat N MAX_SECONDS: sequential connect (+ CONNECT) + 1-byte echo
     int n = atoi(argv[5]);
+    double cap = argc > 6 ? atof(argv[6]) : 1e9;
     int warm = std::max(10, n / 20);
     std::vector<double> us;
-    for (int i = 0; i < n + warm; ++i) {
+    auto start = Clock::now();
+    for (int i = 0; i < n + warm && secs(Clock::now() - start) < cap; ++i) {
       auto t0 = Clock::now();
       int fd = d.open(&why);
       if (fd < 0) {
@@ -561,8 +760,11 @@ struct Runner {
   std::string how, target;          // "direct"/"proxy", and the CONNECT target
   bool ok = true;
   std::string why;                  // first failure
-  std::vector<double> mbps, rps, lat;
+  std::vector<double> mbps, rps, lat;  // per run; lat: every sample
+  std::vector<double> p50s, p99s;      // latency, per run
+  std::string rps_err;                 // first failure the conns/s client reported
   long rps_errors = 0;
+  bool bulk_capped = false;
 };
 
 static std::string self_exe;
@@ -577,9 +779,12 @@ static std::optional<std::string> run_client(Runner& r, const std::vector<std::s
   argv.push_back(r.target);
   for (auto& a : args) argv.push_back(a);
   Child c;
+  auto t0 = Clock::now();
   if (!c.spawn(argv, errdir + "/" + r.name + ".err")) return std::nullopt;
   auto l = c.line(timeout_s);
   int st = c.finish(10);
+  if (st == 0 && args[0] == "rps" && r.rps_err.empty()) r.rps_err = c.err_tail();
+  if (getenv("BENCH_VERBOSE")) fprintf(stderr, "  (%s %s: %.1f s wall)\n", r.name.c_str(), args[0].c_str(), secs(Clock::now() - t0));
   if (!l || st != 0) {
     if (r.why.empty())
       r.why = (args.empty() ? std::string() : args[0]) + ": exit " + std::to_string(st) + ": " + c.err_tail();
@@ -677,6 +882,22 @@ static pid_t find_supervisor(pid_t root) {
   return -1;
 }
 
+// Share of CPU time idle over half a second, from /proc/stat.
+static double idle_share() {
+  auto read = [] {
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    f >> cpu;
+    double v[10] = {}, total = 0;
+    for (double& x : v) f >> x, total += x;
+    return std::pair<double, double>(v[3] + v[4], total);
+  };
+  auto a = read();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto b = read();
+  return b.second > a.second ? (b.first - a.first) / (b.second - a.second) : 1.0;
+}
+
 struct Mem {
   bool ok = false;
   std::string why;
@@ -720,11 +941,21 @@ static Mem hold(Runner& r, int n, F sample_idle_held) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "client") return client_main(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "serve") {  // the server alone, for trying clients by hand
+    Server server;
+    raise_nofile();
+    if (!server.start(2)) return 1;
+    printf("%d\n", server.port);
+    fflush(stdout);
+    pause();
+    return 0;
+  }
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
   std::string airlock = "build/airlock", srt;
   int rounds = 3, conc = 64, lat_n = 1000, hold_n = 1000;
-  double rps_s = 2;
+  double rps_s = 2, bulk_cap = 3, lat_cap = 3;
+  int settle_ms = 300;
   uint64_t bulk_mib = 1024;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
@@ -733,8 +964,11 @@ int main(int argc, char** argv) {
     else if (k == "--rounds") rounds = atoi(argv[i + 1]);
     else if (k == "--bulk-mib") bulk_mib = std::stoull(argv[i + 1]);
     else if (k == "--rps-seconds") rps_s = atof(argv[i + 1]);
+    else if (k == "--bulk-max-seconds") bulk_cap = atof(argv[i + 1]);
     else if (k == "--conc") conc = atoi(argv[i + 1]);
     else if (k == "--lat") lat_n = atoi(argv[i + 1]);
+    else if (k == "--lat-max-seconds") lat_cap = atof(argv[i + 1]);
+    else if (k == "--settle-ms") settle_ms = atoi(argv[i + 1]);
     else if (k == "--hold") hold_n = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "unknown option %s\n", k.c_str());
@@ -753,6 +987,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::string port = std::to_string(server.port);
+  Relay relay;
+  if (!relay.start(server.port)) {
+    perror("relay");
+    return 1;
+  }
   {
     std::ofstream a("airlock-settings.json");
     a << R"({"network":{"allowedDomains":["bench.test:)" << port
@@ -770,6 +1009,7 @@ int main(int argc, char** argv) {
     return r;
   };
   rs.push_back(runner("direct", {}, "direct", "127.0.0.1:" + port));
+  rs.push_back(runner("relay", {}, "proxy=127.0.0.1:" + std::to_string(relay.port), "127.0.0.1:" + port));
   rs.push_back(runner("airlock", {airlock, "run", "--settings", "airlock-settings.json", "--"}, "proxy", "bench.test:" + port));
   if (!srt.empty()) {
     Runner r = runner("srt", {}, "proxy", "localhost:" + port);
@@ -783,29 +1023,48 @@ int main(int argc, char** argv) {
   printf("server 127.0.0.1:%s; %d rounds, runners interleaved; bulk %llu MiB, %d clients x %.0f s, %d connections for latency\n",
          port.c_str(), rounds, (unsigned long long)bulk_mib, conc, rps_s, lat_n);
   fflush(stdout);
+  double idle_before = idle_share();
   auto t_start = Clock::now();
+  // One run of each runner in turn, metric by metric, round by round; a
+  // pause before each run lets the kernel finish tearing down what the
+  // last one left (a network namespace, thousands of sockets) so that it
+  // weighs on nobody's figures.
+  bool verbose = getenv("BENCH_VERBOSE") != nullptr;
+  auto settle = [&] { std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms)); };
   for (int round = 0; round < rounds; ++round) {
-    for (auto& r : rs)
-      if (auto l = run_client(r, {"bulk", std::to_string(bulk_bytes)}, 120)) {
+    for (auto& r : rs) {
+      settle();
+      if (auto l = run_client(r, {"bulk", std::to_string(bulk_bytes), std::to_string(bulk_cap)}, bulk_cap + 60)) {
         auto v = nums(*l);
-        if (v.size() == 2) r.mbps.push_back(v[0] / 1e6 / v[1]);
+        if (v.size() == 3) r.mbps.push_back(v[0] / 1e6 / v[1]), r.bulk_capped |= v[2] != 0;
+        if (verbose && !r.mbps.empty()) fprintf(stderr, "round %d %-8s bulk %.0f MB/s\n", round, r.name.c_str(), r.mbps.back());
       }
-    for (auto& r : rs)
+    }
+    for (auto& r : rs) {
+      settle();
       if (auto l = run_client(r, {"rps", std::to_string(rps_s), std::to_string(conc), "64"}, rps_s + 60)) {
         auto v = nums(*l);
         if (v.size() == 3) r.rps.push_back(v[0] / v[2]), r.rps_errors += static_cast<long>(v[1]);
+        if (verbose && !r.rps.empty()) fprintf(stderr, "round %d %-8s conns/s %.0f\n", round, r.name.c_str(), r.rps.back());
       }
-    for (auto& r : rs)
-      if (auto l = run_client(r, {"lat", std::to_string(lat_n)}, 120)) {
+    }
+    for (auto& r : rs) {
+      settle();
+      if (auto l = run_client(r, {"lat", std::to_string(lat_n), std::to_string(lat_cap)}, lat_cap + 60)) {
         auto v = nums(*l);
         r.lat.insert(r.lat.end(), v.begin(), v.end());
+        if (!v.empty()) r.p50s.push_back(pct(v, 0.50)), r.p99s.push_back(pct(v, 0.99));
+        if (verbose) fprintf(stderr, "round %d %-8s latency p50 %.0f us p99 %.0f us (%zu)\n", round, r.name.c_str(), pct(v, 0.5), pct(v, 0.99), v.size());
       }
+    }
   }
 
   // Memory with idle tunnels held open.
+  enum { kDirect, kRelay, kAirlock, kSrt };
+  bool have_srt = rs.size() > kSrt;
   Mem mem_airlock, mem_srt;
   pid_t sup = -1;
-  mem_airlock = hold(rs[1], hold_n, [&](pid_t root, Mem& m, bool held) {
+  mem_airlock = hold(rs[kAirlock], hold_n, [&](pid_t root, Mem& m, bool held) {
     if (sup < 0) sup = find_supervisor(root);
     if (sup < 0) return;
     auto st = proc_status(sup);
@@ -813,9 +1072,9 @@ int main(int argc, char** argv) {
     m.hwm_kb = st["VmHWM"];
   });
   if (sup < 0 && mem_airlock.why.empty()) mem_airlock.why = "supervisor not found in /proc", mem_airlock.ok = false;
-  if (rs.size() > 2) {
+  if (have_srt) {
     // srt is a tree (node, socat bridges on both sides): the sum of its PSS.
-    mem_srt = hold(rs[2], hold_n, [&](pid_t root, Mem& m, bool held) {
+    mem_srt = hold(rs[kSrt], hold_n, [&](pid_t root, Mem& m, bool held) {
       long sum = 0;
       for (pid_t p : descendants(root))
         if (comm(p) != "bench-proxy") sum += pss_kb(p);
@@ -823,9 +1082,9 @@ int main(int argc, char** argv) {
     });
   }
   double elapsed = secs(Clock::now() - t_start);
+  double idle_after = idle_share();
 
   // ---- the table
-  const Runner& D = rs[0];
   auto ratio = [&](double a, double b) { return std::isnan(a) || std::isnan(b) || b == 0 ? NAN : a / b; };
   auto cell = [](double v, const char* fmt) {
     char b[64];
@@ -833,25 +1092,31 @@ int main(int argc, char** argv) {
     snprintf(b, sizeof b, fmt, v);
     return std::string(b);
   };
-  printf("\n%-40s", "metric");
-  for (auto& r : rs) printf(" %12s", r.name.c_str());
-  for (size_t i = 1; i < rs.size(); ++i) printf(" %14s", (rs[i].name + "/direct").c_str());
+  // Ratio columns: each sandbox against direct, and airlock against the
+  // bare relay (what airlock adds beyond the extra hop).
+  std::vector<std::pair<int, int>> cmp = {{kAirlock, kDirect}};
+  if (have_srt) cmp.push_back({kSrt, kDirect});
+  cmp.push_back({kAirlock, kRelay});
+  printf("\n%-36s", "metric");
+  for (auto& r : rs) printf(" %9s", r.name.c_str());
+  for (auto [x, y] : cmp) printf(" %15s", (rs[x].name + "/" + rs[y].name).c_str());
   printf("\n");
   auto row = [&](const std::string& label, auto get, const char* fmt, bool added) {
-    printf("%-40s", label.c_str());
+    printf("%-36s", label.c_str());
     std::vector<double> v;
     for (auto& r : rs) v.push_back(get(r));
-    for (double x : v) printf(" %12s", cell(x, fmt).c_str());
-    for (size_t i = 1; i < v.size(); ++i) {
-      std::string c = added ? (std::isnan(v[i] - v[0]) ? "-" : cell(v[i] - v[0], "%+.0f us")) : cell(ratio(v[i], v[0]), "%.2fx");
-      printf(" %14s", c.c_str());
+    for (double x : v) printf(" %9s", cell(x, fmt).c_str());
+    for (auto [x, y] : cmp) {
+      std::string c = added ? cell(v[x] - v[y], "%+.0f us") : cell(ratio(v[x], v[y]), "%.2fx");
+      printf(" %15s", c.c_str());
     }
     printf("\n");
   };
   row("1 tunnel bulk, MB/s (median)", [](const Runner& r) { return median(r.mbps); }, "%.0f", false);
-  row("conns/s, " + std::to_string(conc) + " clients, 64 B echo", [](const Runner& r) { return median(r.rps); }, "%.0f", false);
-  row("new conn + 1 B echo p50, us", [](const Runner& r) { return pct(r.lat, 0.50); }, "%.0f", true);
-  row("new conn + 1 B echo p99, us", [](const Runner& r) { return pct(r.lat, 0.99); }, "%.0f", true);
+  row("conns/s, " + std::to_string(conc) + " clients (median)", [](const Runner& r) { return median(r.rps); }, "%.0f", false);
+  row("new conn + 1 B echo, p50 us (median)", [](const Runner& r) { return median(r.p50s); }, "%.0f", true);
+  row("new conn + 1 B echo, p99 us (median)", [](const Runner& r) { return median(r.p99s); }, "%.0f", true);
+  row("  p99 over all runs' samples pooled", [](const Runner& r) { return pct(r.lat, 0.99); }, "%.0f", true);
 
   printf("\nmemory, %d idle tunnels held open:\n", hold_n);
   auto mb = [](long kb) { return kb / 1024.0; };
@@ -861,9 +1126,9 @@ int main(int argc, char** argv) {
            static_cast<double>(mem_airlock.held_kb - mem_airlock.idle_kb) / static_cast<double>(hold_n), mb(mem_airlock.hwm_kb));
   else
     printf("  airlock: failed: %s\n", mem_airlock.why.c_str());
-  if (rs.size() > 2) {
+  if (have_srt) {
     if (mem_srt.ok)
-      printf("  srt (node + socat bridges, summed PSS): %.1f MB idle -> %.1f MB held (%.1f KB per tunnel)\n",
+      printf("  srt (node + socat relays on both sides, summed PSS): %.1f MB idle -> %.1f MB held (%.1f KB per tunnel)\n",
              mb(mem_srt.idle_kb), mb(mem_srt.held_kb),
              static_cast<double>(mem_srt.held_kb - mem_srt.idle_kb) / static_cast<double>(hold_n));
     else
@@ -872,15 +1137,28 @@ int main(int argc, char** argv) {
     printf("  srt: not installed (skipped)\n");
   }
 
+  printf("\n");
   for (auto& r : rs)
-    if (!r.why.empty()) printf("\n%s failed at least once: %s\n", r.name.c_str(), r.why.c_str());
+    if (!r.why.empty()) printf("%s failed at least once: %s\n", r.name.c_str(), r.why.c_str());
   for (auto& r : rs)
-    if (r.rps_errors) printf("%s: %ld connections failed during the conns/s runs\n", r.name.c_str(), r.rps_errors);
+    if (r.bulk_capped)
+      printf("%s: bulk stopped at %.0f s, before %llu MiB (MB/s over what arrived)\n", r.name.c_str(), bulk_cap,
+             (unsigned long long)bulk_mib);
+  for (auto& r : rs)
+    if (!r.lat.empty() && r.lat.size() < static_cast<size_t>(lat_n * rounds))
+      printf("%s: %zu latency samples (%.0f s cap per run), not %d\n", r.name.c_str(), r.lat.size(), lat_cap, lat_n * rounds);
+  for (auto& r : rs)
+    if (r.rps_errors)
+      printf("%s: %ld connections failed during the conns/s runs (%s)\n", r.name.c_str(), r.rps_errors,
+             r.rps_err.substr(0, r.rps_err.find_last_not_of("\n") + 1).c_str());
+  if (idle_before < 0.9 || idle_after < 0.9)
+    printf("the machine was busy: %.0f%% / %.0f%% of its %u CPUs idle before / after: figures are noisy\n",
+           idle_before * 100, idle_after * 100, std::thread::hardware_concurrency());
 
-  const Runner& A = rs[1];
-  double bulk_ratio = ratio(median(A.mbps), median(D.mbps));
-  double p99_added = pct(A.lat, 0.99) - pct(D.lat, 0.99);
-  printf("\nairlock bulk / direct = %s (target >= 0.80); airlock p99 added = %s ms (target < 1 ms); %.0f s\n",
-         cell(bulk_ratio, "%.2f").c_str(), cell(p99_added / 1000, "%.3f").c_str(), elapsed);
+  const Runner &D = rs[kDirect], &R = rs[kRelay], &A = rs[kAirlock];
+  printf("relay: a bare splice CONNECT relay on the host (no sandbox): the cost of the extra hop alone\n");
+  printf("airlock bulk / direct = %s (target >= 0.80), / relay = %s; airlock p99 added = %s ms (target < 1 ms); %.0f s\n",
+         cell(ratio(median(A.mbps), median(D.mbps)), "%.2f").c_str(), cell(ratio(median(A.mbps), median(R.mbps)), "%.2f").c_str(),
+         cell((median(A.p99s) - median(D.p99s)) / 1000, "%.3f").c_str(), elapsed);
   return 0;
 }

@@ -30,3 +30,4 @@ trap 'rm -rf "$ws"' EXIT
 bin=$(realpath build/airlock)
 cd "$ws"
 "$OLDPWD/build/bench-startup" --runs "${RUNS:-200}" --airlock "$bin" ${SRT:+--srt "$SRT"}
+echo; "$OLDPWD/bench/proxy.sh"

@@ -230,8 +230,9 @@ std::string remember_in_user_settings(const std::string& file, const std::string
   for (const auto& e : list)
     if (e == pattern) return "";
   list.push_back(pattern);
-  std::string dir = file.substr(0, file.rfind('/'));
-  (void)::mkdir(dir.c_str(), 0700);
+  // mkdir -p: ~/.config itself may not exist yet.
+  for (size_t i = 1; i < file.size(); ++i)
+    if (file[i] == '/') (void)::mkdir(file.substr(0, i).c_str(), 0700);
   std::string tmp = file + ".tmp";
   {
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));

@@ -147,6 +147,11 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// host:port as a person reads it back: [v6]:port.
+std::string hostport(const std::string& host, uint16_t port) {
+  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+}
+
 std::string trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -182,7 +187,7 @@ struct Proxy::Impl {
 
   void audit(const Record& r) {
     if (r.decision != "allow") {
-      std::string key = !r.host.empty()        ? fmt::format("{}:{}", r.host, r.port)
+      std::string key = !r.host.empty()        ? hostport(r.host, r.port)
                         : !r.requested.empty() ? r.requested
                                                : std::string("(a malformed request)");
       auto& e = refused[key];
@@ -253,6 +258,7 @@ struct Proxy::Impl {
           std::string pattern = port == 80 || port == 443 ? host->name : key;
           if (host->ip && host->ip->family == AF_INET6) pattern = fmt::format("[{}]:{}", host->name, port);
           std::string e = cfg.remember(pattern);
+          if (!e.empty()) log::line(fmt::format("warning: '{}' is allowed for this run only: {}", pattern, e));
           v.rule = e.empty() ? fmt::format("allowed always (asked; '{}' added to the user settings)", pattern)
                              : fmt::format("allowed for this run (asked; not saved: {})", e);
         }
@@ -393,7 +399,7 @@ struct Proxy::Impl {
       last = ec;
       if (s.closed) break;
     }
-    throw Refusal(502, "connect-failed", fmt::format("cannot connect to {}:{}: {}", rec.host, port, last.message()), 0x05);
+    throw Refusal(502, "connect-failed", fmt::format("cannot connect to {}: {}", hostport(rec.host, port), last.message()), 0x05);
   }
 
   // Through the parent proxy: CONNECT there, then it is a plain tunnel.
@@ -616,7 +622,7 @@ struct Proxy::Impl {
     }
     if (refused) {
       rec.decision = "deny";
-      if (rec.rule.empty()) rec.rule = refused->what();
+      if (rec.rule.empty() || refused->status == 502) rec.rule = refused->what();  // allowed, then it failed
       audit(rec);
       co_await socks_reply(*s, refused->socks_code);
       co_return;
@@ -677,8 +683,13 @@ struct Proxy::Impl {
   static void strip_hop_by_hop(Msg& m, bool keep_upgrade) {
     std::vector<std::string> listed;
     for (auto const& tok : http::token_list{m[http::field::connection]}) listed.emplace_back(tok);
-    for (const auto& t : listed)
+    for (const auto& t : listed) {
+      // "Connection: Content-Length" would strip the framing after it was
+      // parsed, and the body would reach the server as requests of its own.
+      if (iequals(t, "content-length") || iequals(t, "transfer-encoding") || iequals(t, "host"))
+        throw Refusal(400, "bad-request", fmt::format("Connection names the {} header", t), 0);
       if (!(keep_upgrade && iequals(t, "upgrade"))) m.erase(t);
+    }
     for (auto f : {http::field::proxy_connection, http::field::proxy_authorization, http::field::keep_alive,
                    http::field::te, http::field::trailer, http::field::proxy_authenticate})
       m.erase(f);
@@ -755,6 +766,7 @@ struct Proxy::Impl {
         check_framing(m);
         if (m.method() == http::verb::connect) {
           rec.client = "connect";
+          rec.requested = std::string(m.target());
           auto hp = split_host_port(m.target(), true, 0);
           if (!hp) throw Refusal(400, "bad-request", fmt::format("CONNECT target: {}", hp.error().message), 0);
           auto addrs = co_await decide(rec, hp->host, hp->port);
@@ -770,11 +782,14 @@ struct Proxy::Impl {
           co_return;
         }
         Target t = parse_absolute(m.target());
+        rec.requested = t.host;
+        rec.port = t.port;
+        auto a = normalize_host(t.host);
+        if (!a) throw Refusal(400, "bad-host", "malformed host: " + a.error().message, 0);
         if (m.count(http::field::host)) {
           auto hh = split_host_port(m[http::field::host], false, 80);
-          auto a = normalize_host(t.host);
           auto b = hh ? normalize_host(hh->host) : Result<Host>(hh.error());
-          if (!a || !b || a->name != b->name || hh->port != t.port)
+          if (!b || a->name != b->name || hh->port != t.port)
             throw Refusal(400, "host-mismatch",
                           fmt::format("the Host header '{}' does not name the URL's host '{}:{}'",
                                       std::string(m[http::field::host]), t.host, t.port),
@@ -850,11 +865,12 @@ struct Proxy::Impl {
       }
       if (refused) {
         rec.decision = "deny";
-        if (rec.rule.empty()) rec.rule = refused->what();
+        if (rec.rule.empty() || refused->status == 502) rec.rule = refused->what();  // allowed, then it failed
         audit(rec);
-        std::string msg = error_response(refused->status, refused->tag,
-                                         fmt::format("{}{}: {}", rec.host.empty() ? rec.requested : rec.host,
-                                                     rec.port ? fmt::format(":{}", rec.port) : "", refused->what()));
+        std::string who = !rec.host.empty() ? hostport(rec.host, rec.port)
+                          : !rec.requested.empty() ? fmt::format("{}:{}", rec.requested, rec.port)
+                                                   : std::string("request");
+        std::string msg = error_response(refused->status, refused->tag, fmt::format("{}: {}", who, refused->what()));
         co_await send_text(*s, msg);
         co_return;
       }
