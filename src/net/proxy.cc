@@ -451,20 +451,23 @@ struct Proxy::Impl {
       s->close();
       co_return 0;
     }
+    bool grown = false;
     for (;;) {
-      error_code ec;
-      co_await from.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
-      if (ec || s->closed) break;
+      // Splice until the socket is empty; wait only then (one wakeup per
+      // burst, not per chunk).
       ssize_t n = ::splice(from.native_handle(), nullptr, pipe.w.get(), nullptr, 1 << 20, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-      if (n <= 0) {
-        if (n == 0) {
-          ::shutdown(to.native_handle(), SHUT_WR);  // pass the half-close on
-          co_return total;
-        }
-        s->close();
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) {
+        error_code ec;
+        co_await from.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+        if (ec || s->closed) break;
+        continue;
+      }
+      if (n == 0) {
+        ::shutdown(to.native_handle(), SHUT_WR);  // pass the half-close on
         co_return total;
       }
+      if (n < 0) break;
       s->touch();
       size_t left = static_cast<size_t>(n);
       while (left > 0) {
@@ -475,12 +478,19 @@ struct Proxy::Impl {
           continue;
         }
         if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
+          error_code ec;
           co_await to.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
           if (ec || s->closed) co_return total;
           continue;
         }
         s->close();
         co_return total;
+      }
+      // A bulk transfer: a larger pipe moves more per call. Idle tunnels
+      // keep the default (the kernel caps pipe memory per user).
+      if (!grown && total > (4u << 20)) {
+        grown = true;
+        (void)::fcntl(pipe.w.get(), F_SETPIPE_SZ, 1 << 20);
       }
     }
     s->close();
