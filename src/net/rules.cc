@@ -188,31 +188,28 @@ Result<DomainPattern> parse_pattern(const std::string& text, bool deny, const st
   for (char c : text)
     if (static_cast<unsigned char>(c) <= 0x20) return bad("white space or control character");
   std::string host = text;
+  std::optional<std::string> port;  // the text after the port's ':'
   if (text.front() == '[') {
     auto close = text.find(']');
     if (close == std::string::npos) return bad("unclosed '['");
     host = text.substr(0, close + 1);
     std::string rest = text.substr(close + 1);
     if (!rest.empty() && rest.front() != ':') return bad("junk after ']'");
-    if (!rest.empty()) {
-      std::string port = rest.substr(1);
-      if (port.empty() || port.size() > 5 || port[0] == '0' || port.find_first_not_of("0123456789") != std::string::npos ||
-          std::stoul(port) > 65535)
-        return bad("port must be 1-65535");
-      d.port = static_cast<uint16_t>(std::stoul(port));
-    }
+    if (!rest.empty()) port = rest.substr(1);
   } else {
     size_t colons = std::count(text.begin(), text.end(), ':');
     if (colons >= 2) return bad("an IPv6 address must be in brackets, e.g. [2001:db8::1]:443");
     if (colons == 1) {
       auto colon = text.find(':');
-      std::string port = text.substr(colon + 1);
+      port = text.substr(colon + 1);
       host = text.substr(0, colon);
-      if (port.empty() || port.size() > 5 || port[0] == '0' || port.find_first_not_of("0123456789") != std::string::npos ||
-          std::stoul(port) > 65535)
-        return bad("port must be 1-65535");
-      d.port = static_cast<uint16_t>(std::stoul(port));
     }
+  }
+  if (port) {
+    if (port->empty() || port->size() > 5 || (*port)[0] == '0' ||
+        port->find_first_not_of("0123456789") != std::string::npos || std::stoul(*port) > 65535)
+      return bad("port must be 1-65535");
+    d.port = static_cast<uint16_t>(std::stoul(*port));
   }
   if (host.find('/') != std::string::npos) return bad("a domain pattern has no scheme or path");
   if (host == "*") {

@@ -617,6 +617,15 @@ std::string net_settings(const SandboxFixture& fx, const json& network) {
   return write_settings(fx, json{{"network", network}}.dump());
 }
 
+// The settings most attacks run under: api.test (allowed, on 127.0.0.1) and
+// evil.test (refused, on 127.0.0.2) on the same port, as set up by
+// servers_on_one_port({{"A", "127.0.0.1"}, {"B", "127.0.0.2"}}).
+std::string api_and_evil_settings(const SandboxFixture& fx, uint16_t port, const char* private_cidr = "127.0.0.0/8") {
+  return net_settings(fx, {{"allowedDomains", {"api.test:" + std::to_string(port)}},
+                           {"hosts", {{"api.test", "127.0.0.1"}, {"evil.test", "127.0.0.2"}}},
+                           {"allowPrivateAddresses", {private_cidr}}});
+}
+
 // Runs `body` (after the toolkit and `vars`) with python3 in a sandbox.
 RunResult run_py(const SandboxFixture& fx, const std::string& settings, const std::string& vars, const std::string& body,
                  std::vector<std::string> extra = {}) {
@@ -1037,9 +1046,7 @@ TEST(NetEscape, DomainFrontingIsRefused) {
   ASSERT_EQ(srv.size(), 2u);
   const Server &a = *srv[0], &b = *srv[1];
   std::string ps = ":" + std::to_string(a.port());
-  auto settings = net_settings(fx, {{"allowedDomains", {"api.test" + ps}},
-                                    {"hosts", {{"api.test", "127.0.0.1"}, {"evil.test", "127.0.0.2"}}},
-                                    {"allowPrivateAddresses", {"127.0.0.0/8"}}});
+  auto settings = api_and_evil_settings(fx, a.port());
   std::string body = R"PY(
 A = "api.test" + PS
 E = "evil.test" + PS
@@ -1096,9 +1103,7 @@ TEST(NetEscape, RequestSmugglingIsRefused) {
   ASSERT_EQ(srv.size(), 2u);
   const Server &a = *srv[0], &b = *srv[1];
   std::string ps = ":" + std::to_string(a.port());
-  auto settings = net_settings(fx, {{"allowedDomains", {"api.test" + ps}},
-                                    {"hosts", {{"api.test", "127.0.0.1"}, {"evil.test", "127.0.0.2"}}},
-                                    {"allowPrivateAddresses", {"127.0.0.0/8"}}});
+  auto settings = api_and_evil_settings(fx, a.port());
   std::string body = R"PY(
 A = "api.test" + PS
 E = "evil.test" + PS
@@ -1228,9 +1233,7 @@ TEST(NetEscape, HopByHopHeadersCannotStripTheFraming) {
   ASSERT_EQ(srv.size(), 2u);
   const Server& a = *srv[0];
   std::string ps = ":" + std::to_string(a.port());
-  auto settings = net_settings(fx, {{"allowedDomains", {"api.test" + ps}},
-                                    {"hosts", {{"api.test", "127.0.0.1"}, {"evil.test", "127.0.0.2"}}},
-                                    {"allowPrivateAddresses", {"127.0.0.0/8"}}});
+  auto settings = api_and_evil_settings(fx, a.port());
   std::string body = R"PY(
 A = "api.test" + PS
 S = "GET /smuggled HTTP/1.1\r\nHost: evil.test%s\r\n\r\n" % PS
@@ -1273,9 +1276,7 @@ TEST(NetEscape, SocksOnlyConnectsToAllowedHosts) {
   ASSERT_EQ(srv.size(), 2u);
   const Server &a = *srv[0], &b = *srv[1];
   std::string ps = ":" + std::to_string(a.port());
-  auto settings = net_settings(fx, {{"allowedDomains", {"api.test" + ps}},
-                                    {"hosts", {{"api.test", "127.0.0.1"}, {"evil.test", "127.0.0.2"}}},
-                                    {"allowPrivateAddresses", {"127.0.0.0/8"}}});
+  auto settings = api_and_evil_settings(fx, a.port());
   std::string body = R"PY(
 A = "api.test" + PS
 E = "evil.test" + PS
@@ -1459,9 +1460,7 @@ TEST(NetEscape, FloodsAndSlowClientsDoNotBlockOthers) {
   auto srv = servers_on_one_port({{"A", "127.0.0.1"}, {"B", "127.0.0.2"}});
   ASSERT_EQ(srv.size(), 2u);
   std::string ps = ":" + std::to_string(srv[0]->port());
-  auto settings = net_settings(fx, {{"allowedDomains", {"api.test" + ps}},
-                                    {"hosts", {{"api.test", "127.0.0.1"}, {"evil.test", "127.0.0.2"}}},
-                                    {"allowPrivateAddresses", {"127.0.0.1/32"}}});
+  auto settings = api_and_evil_settings(fx, srv[0]->port(), "127.0.0.1/32");
   std::string body = R"PY(
 import resource
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
