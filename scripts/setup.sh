@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 PACKAGES=(build-essential cmake pkg-config libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-          libseccomp-dev libboost-dev libidn2-dev libunistring-dev bsdutils util-linux iproute2 procps
+          libseccomp-dev libboost-dev libssl-dev libidn2-dev libunistring-dev bsdutils util-linux iproute2 procps
           # the test suite's real clients and servers (curl, git, python's urllib, openssl)
-          curl git python3 openssl ca-certificates)
+          curl git python3 nodejs openssl ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,6 +15,7 @@
 #include "fs/landlock.h"
 #include "fs/plan.h"
 #include "policy/policy.h"
+#include "tls/materials.h"
 #include "policy/settings.h"
 #include "sandbox/sandbox.h"
 #include "seccomp/filter.h"
@@ -107,6 +108,10 @@ int cmd_run(policy::RunOptions opts) {
   for (char** e = environ; *e; ++e) env.emplace_back(*e);
   auto pol = policy::build_policy(opts, layers, env);
   if (!pol) return die(pol.error().message);
+  // TLS inspection and masked credentials: the CA, the bundle and the
+  // placeholders, before the plan mounts them.
+  auto materials = tls::prepare(*pol, env);
+  if (!materials) return die(materials.error().message);
   log::debug("policy built");
   auto plan = fs::make_plan(*pol);
   log::debug("plan made");
@@ -149,6 +154,7 @@ int cmd_run(policy::RunOptions opts) {
   spec.landlock_abi = abi;
   spec.audit_fd = audit ? audit.get() : -1;
   spec.user_settings = user_file;
+  spec.materials = &*materials;
   if (pol->network.enabled) {
     log::debug("network: through airlock's proxy; {} allow rules, {} deny rules{}", pol->network.allowed.size(),
                pol->network.denied.size(), pol->network.parent ? ", chained to a parent proxy" : "");

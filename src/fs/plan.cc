@@ -78,8 +78,26 @@ class Planner {
     compute_effective();
     plan_mounts();
     AIRLOCK_TRY(plan_placeholders());
+    plan_overlays();
     plan_landlock();
+    for (const auto& o : p_.overlays)  // readable, whatever the rules around it say
+      plan_.landlock.push_back({o.target, ll::kReadFile, o.why});
     return std::move(plan_);
+  }
+
+  // Files airlock wrote, mounted read-only over host paths (the trust
+  // bundle, credential placeholders): last, on top of whatever the rules
+  // put there (a masked credential is hidden first, then covered).
+  void plan_overlays() {
+    for (const auto& o : p_.overlays) {
+      MountOp op{MountOp::Kind::BindHost, o.target, o.source, true, false, true, o.why};
+      plan_.mounts.push_back(op);
+      for (const auto& [k, n] : nodes_)
+        if (mount_layer_writable(n.eff) && is_within(o.target, n.path) && n.path != o.target) {
+          plan_.watch.push_back(o.target);
+          break;
+        }
+    }
   }
 
  private:

@@ -17,8 +17,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cstring>
+#include <functional>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -29,6 +34,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include "net/requests.h"
+#include "tls/hello.h"
 #include "util/log.h"
 
 namespace airlock::net {
@@ -94,6 +104,8 @@ struct Session {
 // One decision, as the audit file and the summary see it.
 struct Record {
   std::string client, requested, host, address, rule, decision, method, path;
+  std::string tls;     // "inspected" or "opaque" for tunnels
+  bool exfil = false;  // a placeholder was on its way somewhere it is not bound to
   uint16_t port = 0;
   uint64_t up = 0, down = 0;
   Clock::time_point start = Clock::now();
@@ -105,6 +117,31 @@ struct Refusal : std::runtime_error {
   int status;
   std::string tag;   // X-Proxy-Error
   uint8_t socks_code;
+};
+
+// What a request body may carry: at most `max` bytes, and none of the
+// `banned` placeholders (they would leave for a host they are not bound
+// to). `tail` keeps the end of the last piece: a placeholder may straddle
+// two.
+struct BodyCheck {
+  std::optional<uint64_t> max;
+  uint64_t seen = 0;
+  std::vector<const Secret*> banned;
+  size_t keep = 0;
+  std::string tail;
+  std::function<void(const Secret&)> found;
+
+  void feed(const char* p, size_t n) {
+    seen += n;
+    if (max && seen > *max)
+      throw Refusal(413, "body-too-large", fmt::format("the request body is over maxBodyBytes ({} bytes)", *max), 0);
+    if (banned.empty() || n == 0) return;
+    std::string window = tail;
+    window.append(p, n);
+    for (const Secret* s : banned)
+      if (window.find(s->placeholder) != std::string::npos) found(*s);
+    tail = window.substr(window.size() - std::min(window.size(), keep > 0 ? keep - 1 : 0));
+  }
 };
 
 std::string now_iso() {
@@ -181,7 +218,78 @@ struct Proxy::Impl {
     long count = 0;
   };
   std::map<std::string, Refused> refused;  // "host:port" -> why
+  std::unique_ptr<asio::ssl::context> server_tls, client_tls;  // TLS inspection: towards the sandbox, upstream
+  size_t inspected = 0;                                        // inspected tunnels open now
   bool told_full = false, told_audit = false;
+
+  // ---------- TLS contexts ----------
+
+  struct SniChoice {
+    tls::Authority* ca;
+    const Host* host;
+    std::string sni;
+    bool mismatch = false;
+  };
+
+  static int on_server_name(SSL* ssl, int*, void*) {
+    auto* c = static_cast<SniChoice*>(SSL_get_app_data(ssl));
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!c || !name) return SSL_TLSEXT_ERR_OK;
+    c->sni = name;
+    auto n = normalize_host(c->sni);
+    if (n && n->name == c->host->name) return SSL_TLSEXT_ERR_OK;
+    c->mismatch = true;
+    if (n) {
+      auto other = c->ca->leaf(n->ip ? n->ip->str() : n->name);
+      if (other) SSL_use_certificate(ssl, other->get());  // same key: the leaves share one
+    }
+    return SSL_TLSEXT_ERR_OK;
+  }
+
+  // Towards the sandbox: TLS 1.2 and up, HTTP/1.1 by ALPN. Upstream: the
+  // host's trust store (OpenSSL's defaults, so SSL_CERT_FILE works) plus
+  // upstreamCaCertPaths, peer verification on, no renegotiation.
+  Status make_tls_contexts() {
+    try {
+      server_tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+      server_tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                              asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+      SSL_CTX_set_options(server_tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
+      SSL_CTX_set_alpn_select_cb(
+          server_tls->native_handle(),
+          [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen, void*) {
+            // Only HTTP/1.1 is spoken here: a client that offers it gets
+            // it, one that offers only h2 gets no ALPN (and HTTP/1.1).
+            for (unsigned i = 0; i < inlen;) {
+              unsigned n = in[i];
+              if (i + 1 + n > inlen) break;
+              if (n == 8 && std::memcmp(in + i + 1, "http/1.1", 8) == 0) {
+                *out = in + i + 1;
+                *outlen = 8;
+                return SSL_TLSEXT_ERR_OK;
+              }
+              i += 1 + n;
+            }
+            return SSL_TLSEXT_ERR_NOACK;
+          },
+          nullptr);
+      SSL_CTX_set_tlsext_servername_callback(server_tls->native_handle(), on_server_name);
+      client_tls = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+      client_tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                              asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+      client_tls->set_verify_mode(asio::ssl::verify_peer);
+      if (SSL_CTX_set_default_verify_paths(client_tls->native_handle()) != 1)
+        return err("network.tlsTerminate: cannot load this machine's trust store: {}", tls::openssl_error());
+      for (const auto& f : cfg.policy.tls.upstream_ca)
+        if (SSL_CTX_load_verify_locations(client_tls->native_handle(), f.c_str(), nullptr) != 1)
+          return err("network.tlsTerminate.upstreamCaCertPaths: {}: {}", f, tls::openssl_error());
+      static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+      SSL_CTX_set_alpn_protos(client_tls->native_handle(), alpn, sizeof alpn);
+    } catch (const std::exception& e) {
+      return err("network.tlsTerminate: {}", e.what());
+    }
+    return {};
+  }
 
   // ---------- audit ----------
 
@@ -190,6 +298,8 @@ struct Proxy::Impl {
       std::string key = !r.host.empty()        ? hostport(r.host, r.port)
                         : !r.requested.empty() ? r.requested
                                                : std::string("(a malformed request)");
+      // Requests refused inside an allowed connection: one line per reason.
+      if (r.client == "https" || !r.method.empty()) key += "\n" + r.rule;
       auto& e = refused[key];
       e.reason = r.rule;
       ++e.count;
@@ -211,6 +321,8 @@ struct Proxy::Impl {
     };
     if (!r.requested.empty() && r.requested != r.host) j["requested"] = r.requested;
     if (!r.method.empty()) j["method"] = r.method;
+    if (!r.tls.empty()) j["tls"] = r.tls;
+    if (r.exfil) j["event"] = "exfiltration";
     if (!r.path.empty()) j["path"] = r.path;
     std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (::write(cfg.audit.get(), line.data(), line.size()) < 0 && !told_audit) {  // O_APPEND: one write, one line
@@ -245,6 +357,9 @@ struct Proxy::Impl {
   awaitable<Route> decide(Record& rec, const std::string& raw_host, uint16_t port) {
     rec.requested = raw_host;
     rec.port = port;
+    if (cfg.secrets)
+      if (const Secret* sec = cfg.secrets->find_in_name(raw_host))
+        exfiltration(rec, *sec, fmt::format("was hidden in the host name '{}'", raw_host));
     auto host = normalize_host(raw_host);
     if (!host) {
       rec.rule = "malformed host: " + host.error().message;
@@ -308,7 +423,7 @@ struct Proxy::Impl {
   // the connection was allowed and then failed.
   void record_refusal(Record& rec, const Refusal& r) {
     rec.decision = "deny";
-    if (rec.rule.empty() || r.status == 502) rec.rule = r.what();
+    rec.rule = r.what();
     audit(rec);
   }
 
@@ -550,6 +665,7 @@ struct Proxy::Impl {
   // mishandles temporaries that live across a suspension.)
   static std::string error_response(int status, const std::string& tag, const std::string& text) {
     const char* reason = status == 400 ? "Bad Request" : status == 403 ? "Forbidden" : status == 431 ? "Request Header Fields Too Large"
+                         : status == 413 ? "Content Too Large" : status == 421 ? "Misdirected Request"
                          : status == 502 ? "Bad Gateway" : status == 503 ? "Service Unavailable" : "Error";
     std::string body = fmt::format("airlock: {}\n", text);
     return fmt::format(
@@ -558,9 +674,466 @@ struct Proxy::Impl {
         status, reason, tag, body.size(), body);
   }
 
-  static awaitable<void> send_text(Session& s, const std::string& msg) {
+  static awaitable<void> send_text(Session& s, const std::string& msg) { co_await send_on(s.client, msg); }
+
+  template <class Stream>
+  static awaitable<void> send_on(Stream& to, const std::string& msg) {
     error_code ec;
-    co_await asio::async_write(s.client, asio::buffer(msg), asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(to, asio::buffer(msg), asio::redirect_error(use_awaitable, ec));
+  }
+
+  // ---------- placeholders, request rules, foreign tokens ----------
+
+  [[noreturn]] void exfiltration(Record& rec, const Secret& sec, const std::string& how) {
+    rec.exfil = true;
+    std::string why = fmt::format("a placeholder for {} {}: refused as an exfiltration attempt", sec.label, how);
+    log::line(why);
+    if (cfg.secrets->end_on_exfiltration && cfg.end_sandbox) cfg.end_sandbox(why);
+    rec.rule = why;
+    throw Refusal(403, "exfiltration", why, 0x02);
+  }
+
+  // "Basic base64(user:password)": the decoded text, where a placeholder
+  // hides from a plain search.
+  static std::optional<std::string> basic_credentials(std::string_view v) {
+    if (v.size() < 7 || !iequals(v.substr(0, 6), "basic ")) return std::nullopt;
+    std::string b = trim(v.substr(6));
+    if (b.empty() || b.size() % 4 != 0 || b.size() > 8192) return std::nullopt;
+    std::string out(b.size() / 4 * 3, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(b.data()),
+                            static_cast<int>(b.size()));
+    if (n < 0) return std::nullopt;
+    size_t pad = b.size() - b.find_last_not_of('=') - 1;
+    out.resize(static_cast<size_t>(n) - std::min<size_t>(pad, 2));
+    return out;
+  }
+
+  static std::string basic_encode(const std::string& s) {
+    std::string out((s.size() + 2) / 3 * 4 + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(s.data()),
+                            static_cast<int>(s.size()));
+    out.resize(static_cast<size_t>(n));
+    return "Basic " + out;
+  }
+
+  static std::string swap_in(std::string v, const std::vector<const Secret*>& found) {
+    for (const Secret* sec : found)
+      for (size_t at = v.find(sec->placeholder); at != std::string::npos; at = v.find(sec->placeholder, at)) {
+        v.replace(at, sec->placeholder.size(), sec->real->view());
+        at += sec->real->view().size();
+      }
+    return v;
+  }
+
+  // Every request, plain or inspected: the host's request rules, then the
+  // placeholders (swapped in where bound, an exfiltration anywhere else),
+  // then, on verified hosts, no credential but the user's own. Returns the
+  // body cap that applies.
+  template <class Header>
+  std::optional<uint64_t> check_request(Record& rec, Header& m, const Host& host, uint16_t port, bool tls) {
+    auto v = judge_request(cfg.policy, host, port, m.method_string(), m.target());
+    if (!v.allowed) {
+      rec.rule = v.rule;
+      throw Refusal(v.status, v.status == 400 ? "ambiguous-path" : "blocked-by-request-rule", v.rule, 0);
+    }
+    if (v.has_rules) rec.rule = rec.rule.empty() ? v.rule : rec.rule + "; " + v.rule;
+    const SecretTable* t = cfg.secrets.get();
+    if (!t) return v.max_body;
+    auto usable = [&](const Secret& sec) { return (tls || t->allow_plaintext) && t->bound_to(sec, host, port); };
+    std::string to = tls ? host.name : host.name + " in plain HTTP";
+    std::string target(m.target());
+    auto in_target = t->find(target);
+    for (const Secret* sec : in_target) {
+      if (!usable(*sec)) exfiltration(rec, *sec, fmt::format("was on its way to {} in the URL", to));
+      if (!sec->inject_query)
+        throw Refusal(403, "placeholder-in-url",
+                      fmt::format("a placeholder for {} is in the URL; airlock swaps it there only with injectInto "
+                                  "[\"query\"]", sec->label), 0);
+    }
+    bool verify = t->verified(host, port);
+    struct Change {
+      std::string name, value;
+    };
+    std::vector<Change> changes;
+    for (auto it = m.begin(); it != m.end();) {
+      std::string name(it->name_string());
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      std::string value(it->value());
+      auto basic = basic_credentials(value);
+      auto found = t->find(value);
+      if (basic)
+        for (const Secret* sec : t->find(*basic))
+          if (std::find(found.begin(), found.end(), sec) == found.end()) found.push_back(sec);
+      for (const Secret* sec : found)
+        if (!usable(*sec)) exfiltration(rec, *sec, fmt::format("was on its way to {} in the {} header", to, name));
+      if (verify && credential_header(*t, name) && found.empty())
+        throw Refusal(403, "foreign-credential",
+                      fmt::format("{} is a verified host: its {} header must carry one of your own masked credentials, "
+                                  "and it carries something else", host.name, name), 0);
+      if (basic) wipe(*basic);
+      if (found.empty()) {
+        ++it;
+        continue;
+      }
+      std::string swapped = basic ? basic_encode(swap_in(*basic_credentials(value), found)) : swap_in(value, found);
+      changes.push_back({std::string(it->name_string()), std::move(swapped)});
+      it = m.erase(it);
+    }
+    for (auto& c : changes) {
+      m.insert(c.name, c.value);
+      wipe(c.value);
+    }
+    if (!in_target.empty()) {
+      std::string swapped = swap_in(target, in_target);
+      m.target(swapped);
+      wipe(swapped);
+    }
+    return v.max_body;
+  }
+
+  // The body of a request: the cap, and placeholders that may not go where
+  // the request goes (checked before each piece is sent on).
+  BodyCheck body_check(Record& rec, const Host& host, uint16_t port, bool tls, std::optional<uint64_t> max,
+                       const http::request<http::buffer_body>& m) {
+    if (max && m.count(http::field::content_length)) {
+      std::string cl(m[http::field::content_length]);
+      if (cl.size() > 19 || std::stoull("0" + cl) > *max)
+        throw Refusal(413, "body-too-large", fmt::format("the request body is over maxBodyBytes ({} bytes)", *max), 0);
+    }
+    BodyCheck c;
+    c.max = max;
+    if (const SecretTable* t = cfg.secrets.get()) {
+      for (const auto& sec : t->secrets)
+        if (!((tls || t->allow_plaintext) && t->bound_to(sec, host, port))) c.banned.push_back(&sec);
+      c.keep = t->longest_placeholder();
+      std::string to = tls ? host.name : host.name + " in plain HTTP";
+      c.found = [this, &rec, to](const Secret& sec) { exfiltration(rec, sec, fmt::format("was on its way to {} in a request body", to)); };
+    }
+    return c;
+  }
+
+  // ---------- tunnels: inspected, checked or opaque ----------
+
+  bool can_inspect(const Host& h, uint16_t port) const {
+    if (!cfg.ca || !server_tls || !cfg.policy.tls.enabled) return false;
+    for (const auto& d : cfg.policy.tls.exclude)
+      if (pattern_matches(d, h, port, true)) return false;
+    return true;
+  }
+
+  bool must_inspect(const Host& h, uint16_t port) const {
+    return has_request_rules(cfg.policy, h, port) || (cfg.secrets && cfg.secrets->verified(h, port));
+  }
+
+  // Rules that only an inspected connection can enforce: refuse the tunnel
+  // up front rather than let it pass unseen.
+  void need_inspection(Record& rec, uint16_t port) {
+    auto h = normalize_host(rec.host);
+    if (h && must_inspect(*h, port) && !can_inspect(*h, port)) {
+      rec.rule = fmt::format("{} has request rules or verified credentials, which need TLS inspection "
+                             "(network.tlsTerminate, without excluding it)", hostport(rec.host, port));
+      throw Refusal(403, "needs-inspection", rec.rule, 0x02);
+    }
+  }
+
+  // Does the client speak first (TLS, HTTP), or the server (SSH, SMTP)?
+  awaitable<bool> client_speaks_first(std::shared_ptr<Session> s) {
+    auto ev = std::make_shared<Event>(io->get_executor());
+    auto who = std::make_shared<int>(0);
+    s->client.async_wait(tcp::socket::wait_read, [ev, who](error_code) {
+      if (!*who) *who = 1;
+      ev->set();
+    });
+    s->upstream.async_wait(tcp::socket::wait_read, [ev, who](error_code) {
+      if (!*who) *who = 2;
+      ev->set();
+    });
+    co_await ev->wait();
+    error_code ec;
+    s->client.cancel(ec);
+    s->upstream.cancel(ec);
+    co_return *who == 1;
+  }
+
+  // The client's first bytes, left where they are: at least `want` of
+  // them, or all there will be (end of stream), or what came in time.
+  awaitable<std::vector<uint8_t>> peek(std::shared_ptr<Session> s, const boost::beast::flat_buffer& pending, size_t want) {
+    std::vector<uint8_t> head(want);
+    size_t have = std::min(pending.size(), want);
+    std::memcpy(head.data(), pending.data().data(), have);
+    for (int tries = 0; have < want && tries < 500 && !s->closed; ++tries) {
+      ssize_t n = ::recv(s->client.native_handle(), head.data() + have, want - have, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0) break;
+      if (n > 0 && have + static_cast<size_t>(n) >= want) {
+        have = want;
+        break;
+      }
+      // Not all there yet: look again shortly (a peek leaves the bytes
+      // queued, so waiting for "readable" would not wait at all).
+      asio::steady_timer t(*io, std::chrono::milliseconds(tries < 10 ? 1 : 20));
+      error_code ec;
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
+    if (have < want) {
+      ssize_t n = ::recv(s->client.native_handle(), head.data() + std::min(pending.size(), want),
+                         want - std::min(pending.size(), want), MSG_PEEK | MSG_DONTWAIT);
+      have = std::min(pending.size(), want) + (n > 0 ? static_cast<size_t>(n) : 0);
+    }
+    head.resize(have);
+    co_return head;
+  }
+
+  void refuse_open(Record& rec, int status, const std::string& tag, const std::string& why) {
+    record_refusal(rec, Refusal(status, tag, why, 0));
+    log::debug("proxy: {}: {}", hostport(rec.host, rec.port), why);
+  }
+
+  // After CONNECT's 200 or SOCKS's success: inspect TLS where the settings
+  // say so; elsewhere check the ClientHello's server name and pass the
+  // bytes through.
+  awaitable<void> carry(std::shared_ptr<Session> s, Record& rec, boost::beast::flat_buffer& pending) {
+    uint16_t port = rec.port;
+    auto host = normalize_host(rec.host);
+    if (!host) co_return;
+    bool inspect = can_inspect(*host, port), must = must_inspect(*host, port);
+    bool opaque_ok = !cfg.policy.refuse_opaque && !must;
+    bool client_first = pending.size() > 0 || co_await client_speaks_first(s);
+    if (s->closed) co_return;
+    std::vector<uint8_t> head;
+    if (client_first) head = co_await peek(s, pending, 5);
+    size_t record = client_first ? tls::hello_record_size(head.data(), head.size()) : 0;
+    if (record == 0) {  // not TLS
+      rec.tls = "opaque";
+      if (!opaque_ok) {
+        refuse_open(rec, 403, "opaque-tunnel",
+                    fmt::format("the traffic is not TLS, and {}", must ? "this host's rules need inspection"
+                                                                       : "refuseOpaqueTunnels is on"));
+        co_return;
+      }
+      co_await tunnel(s, rec, pending);
+      audit(rec);
+      co_return;
+    }
+    if (inspect) {
+      if (pending.size()) {
+        refuse_open(rec, 400, "bad-request", "the client sent data before the tunnel was open");
+        co_return;
+      }
+      co_await inspect_tls(s, rec, *host, port);
+      co_return;
+    }
+    rec.tls = "opaque";
+    if (cfg.policy.refuse_opaque && cfg.policy.tls.enabled) {
+      refuse_open(rec, 403, "opaque-tunnel", "the host is excluded from TLS inspection and refuseOpaqueTunnels is on");
+      co_return;
+    }
+    if (cfg.policy.require_host_match) {
+      head = co_await peek(s, pending, std::min<size_t>(record, 16384 + 5));
+      tls::Hello hello = tls::parse_client_hello(head.data(), head.size());
+      if (!hello.complete) {
+        refuse_open(rec, 400, "bad-request", "the ClientHello did not arrive whole; its server name cannot be checked");
+        co_return;
+      }
+      if (!hello.sni.empty()) {
+        auto sni = normalize_host(hello.sni);
+        if (!sni || sni->name != host->name) {
+          refuse_open(rec, 421, "host-mismatch",
+                      fmt::format("the TLS server name '{}' is not the tunnel's host '{}' (domain fronting)",
+                                  hello.sni, host->name));
+          co_return;
+        }
+      }
+    }
+    co_await tunnel(s, rec, pending);
+    audit(rec);
+  }
+
+  using TlsStream = asio::ssl::stream<tcp::socket&>;
+
+  struct Counter {
+    size_t& n;
+    explicit Counter(size_t& c) : n(c) { ++n; }
+    ~Counter() { --n; }
+  };
+
+  // The sandbox's TLS ends here, with a leaf of airlock's CA for the
+  // tunnel's host; a verified TLS connection of airlock's own goes on.
+  awaitable<void> inspect_tls(std::shared_ptr<Session> s, Record& rec, const Host& host, uint16_t port) {
+    rec.tls = "inspected";
+    if (inspected >= cfg.policy.tls.max_tunnels) {
+      refuse_open(rec, 503, "too-many-tunnels", fmt::format("more than tlsTerminate.maxTunnels ({}) inspected connections at once",
+                                                            cfg.policy.tls.max_tunnels));
+      co_return;
+    }
+    Counter counting(inspected);
+    auto leaf = cfg.ca->leaf(host.ip ? host.ip->str() : host.name);
+    if (!leaf) {
+      refuse_open(rec, 502, "tls", leaf.error().message);
+      co_return;
+    }
+    TlsStream down(s->client, *server_tls);
+    SSL_use_certificate(down.native_handle(), leaf->get());
+    SSL_use_PrivateKey(down.native_handle(), cfg.ca->leaf_key());
+    // A client that names another server (fronting, or a misdirected
+    // client) gets a certificate for that name, so that it reads the 421
+    // below instead of failing on a certificate error it cannot explain.
+    SniChoice choice{cfg.ca.get(), &host, {}};
+    SSL_set_app_data(down.native_handle(), &choice);
+    s->touch(std::chrono::milliseconds(cfg.policy.tls.handshake_timeout_ms));
+    error_code ec;
+    co_await down.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      refuse_open(rec, 400, "tls-handshake",
+                  fmt::format("TLS handshake with the client failed: {} (does it trust airlock's CA?)", ec.message()));
+      co_return;
+    }
+    std::optional<Refusal> early;
+    SSL_set_app_data(down.native_handle(), nullptr);
+    if (choice.mismatch && cfg.policy.require_host_match)
+      early = Refusal(421, "host-mismatch", fmt::format("the TLS server name '{}' is not the tunnel's host '{}' (domain fronting)",
+                                                        choice.sni, host.name), 0);
+    TlsStream up(s->upstream, *client_tls);
+    if (!early) {
+      SSL* u = up.native_handle();
+      if (host.ip) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(u), host.ip->str().c_str());
+      } else {
+        SSL_set_tlsext_host_name(u, host.name.c_str());
+        SSL_set1_host(u, host.name.c_str());
+      }
+      s->touch(std::chrono::milliseconds(cfg.policy.tls.handshake_timeout_ms));
+      co_await up.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        long vr = SSL_get_verify_result(u);
+        early = Refusal(502, "upstream-certificate",
+                        vr != X509_V_OK ? fmt::format("{}'s certificate was refused: {}", hostport(host.name, port),
+                                                      X509_verify_cert_error_string(vr))
+                                        : fmt::format("TLS with {} failed: {}", hostport(host.name, port), ec.message()),
+                        0);
+      }
+    }
+    co_await serve_inspected(s, rec, down, up, host, port, early);
+  }
+
+  // Copies bytes both ways between two streams (an upgraded connection
+  // inside inspected TLS: no splice there).
+  template <class A, class B>
+  static awaitable<uint64_t> copy(std::shared_ptr<Session> s, A& from, B& to) {
+    std::array<char, 16384> b;
+    uint64_t total = 0;
+    for (;;) {
+      error_code ec;
+      size_t n = co_await from.async_read_some(asio::buffer(b), asio::redirect_error(use_awaitable, ec));
+      if (ec || s->closed) break;
+      co_await asio::async_write(to, asio::buffer(b.data(), n), asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+      total += n;
+      s->touch();
+    }
+    s->close();
+    co_return total;
+  }
+
+  // Requests inside an inspected tunnel: each one checked like plain HTTP,
+  // plus the Host must name the tunnel's host. `early` answers the first
+  // request when the tunnel itself is refused (fronting, a bad upstream).
+  awaitable<void> serve_inspected(std::shared_ptr<Session> s, Record& tunnel, TlsStream& down, TlsStream& up,
+                                  const Host& host, uint16_t port, std::optional<Refusal> early) {
+    boost::beast::flat_buffer buf, ubuf;
+    for (bool first = true;; first = false) {
+      s->touch(first ? kHeaderTimeout : kIdleTimeout);
+      http::request_parser<http::buffer_body> req;
+      req.header_limit(kHeaderLimit);
+      req.body_limit(std::numeric_limits<std::uint64_t>::max());
+      Record rec = tunnel;
+      rec.client = "https";
+      rec.start = Clock::now();
+      rec.up = rec.down = 0;
+      error_code ec;
+      co_await http::async_read_header(down, buf, req, asio::redirect_error(use_awaitable, ec));
+      if (s->closed || ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated ||
+          ec == asio::error::eof)
+        co_return;
+      std::optional<Refusal> refused = early;
+      if (ec && !refused)
+        refused = Refusal(ec == http::error::header_limit ? 431 : 400, "bad-request", fmt::format("malformed request: {}", ec.message()), 0);
+      auto& m = req.get();
+      rec.method = std::string(m.method_string());
+      try {
+        if (!refused) {
+          check_framing(m);
+          std::string target(m.target());
+          if (!target.empty() && target[0] != '/') {  // absolute-form inside the tunnel
+            constexpr std::string_view scheme = "https://";
+            if (!iequals(std::string_view(target).substr(0, scheme.size()), scheme))
+              throw Refusal(400, "bad-request", "only https:// URLs or paths inside an inspected tunnel", 0);
+            std::string rest = target.substr(scheme.size());
+            size_t end = rest.find_first_of("/?");
+            auto hp = split_host_port(rest.substr(0, end), false, 443);
+            auto n = hp ? normalize_host(hp->host) : Result<Host>(hp.error());
+            if (!n || n->name != host.name || hp->port != port)
+              throw Refusal(421, "host-mismatch", fmt::format("the URL names another host than the tunnel's '{}'", host.name), 0);
+            target = end == std::string::npos ? "/" : rest.substr(end);
+            if (target[0] == '?') target = "/" + target;
+            m.target(target);
+          }
+          auto q = target.find('?');
+          rec.path = q == std::string::npos ? target : target.substr(0, q) + "?…";
+          if (cfg.policy.require_host_match) {
+            if (!m.count(http::field::host))
+              throw Refusal(421, "host-mismatch", "no Host header: it must name the tunnel's host", 0);
+            auto hh = split_host_port(m[http::field::host], false, 443);
+            auto b = hh ? normalize_host(hh->host) : Result<Host>(hh.error());
+            if (!b || b->name != host.name || hh->port != port)
+              throw Refusal(421, "host-mismatch",
+                            fmt::format("the Host header '{}' is not the tunnel's host '{}' (domain fronting)",
+                                        std::string(m[http::field::host]), hostport(host.name, port)), 0);
+          }
+          auto max_body = check_request(rec, m, host, port, true);
+          bool upgrade = m.count(http::field::upgrade) > 0;
+          bool client_keep_alive = m.keep_alive();
+          strip_hop_by_hop(m, upgrade);
+          if (iequals(trim(m[http::field::expect]), "100-continue")) {
+            m.erase(http::field::expect);
+            static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+            co_await asio::async_write(down, asio::buffer(cont), use_awaitable);
+          }
+          BodyCheck check = body_check(rec, host, port, true, max_body, m);
+          rec.decision = "allow";
+          rec.up += co_await relay<true>(*s, down, buf, req, up, &check);
+          Next next = co_await respond(*s, up, ubuf, down, rec, m.method() == http::verb::head, upgrade, client_keep_alive);
+          if (next == Next::Switched) {
+            if (buf.size()) co_await asio::async_write(up, buf.data(), use_awaitable);
+            Event done(io->get_executor());
+            uint64_t back = 0;
+            asio::co_spawn(
+                *io,
+                [s, &up, &down, &back, &done]() -> awaitable<void> {
+                  back = co_await copy(s, up, down);
+                  done.set();
+                },
+                asio::detached);
+            rec.up += co_await copy(s, down, up);
+            co_await done.wait();
+            rec.down += back;
+            audit(rec);
+            co_return;
+          }
+          audit(rec);
+          if (next == Next::Close || ubuf.size()) co_return;
+          continue;
+        }
+      } catch (const Refusal& r) {
+        refused = r;
+      }
+      if (refused) {
+        record_refusal(rec, *refused);
+        std::string msg = error_response(refused->status, refused->tag,
+                                         fmt::format("{}: {}", hostport(host.name, port), refused->what()));
+        co_await send_on(down, msg);
+        co_return;
+      }
+    }
   }
 
   // ---------- SOCKS5 ----------
@@ -645,6 +1218,7 @@ struct Proxy::Impl {
     try {
       if (port == 0) throw Refusal(400, "bad-port", "port 0", 0x02);
       auto route = co_await decide(rec, host, port);
+      need_inspection(rec, port);
       co_await open_tunnel(*s, rec, route, port);
     } catch (const Refusal& r) {
       refused = r;
@@ -656,8 +1230,7 @@ struct Proxy::Impl {
     }
     rec.decision = "allow";
     co_await socks_reply(*s, 0x00);
-    co_await tunnel(s, rec, buf);
-    audit(rec);
+    co_await carry(s, rec, buf);
   }
 
   // ---------- HTTP ----------
@@ -725,9 +1298,9 @@ struct Proxy::Impl {
     else m.set(http::field::connection, "upgrade");
   }
 
-  template <bool isRequest>
-  static awaitable<uint64_t> relay(Session& s, tcp::socket& in, boost::beast::flat_buffer& buf,
-                                   http::parser<isRequest, http::buffer_body>& p, tcp::socket& out) {
+  template <bool isRequest, class In, class Out>
+  static awaitable<uint64_t> relay(Session& s, In& in, boost::beast::flat_buffer& buf,
+                                   http::parser<isRequest, http::buffer_body>& p, Out& out, BodyCheck* check = nullptr) {
     http::serializer<isRequest, http::buffer_body> sr{p.get()};
     std::array<char, 16384> chunk;
     uint64_t total = 0;
@@ -744,6 +1317,7 @@ struct Proxy::Impl {
         p.get().body().data = chunk.data();
         p.get().body().more = !p.is_done();
         total += p.get().body().size;
+        if (check) check->feed(chunk.data(), p.get().body().size);  // before it is sent on
         s.touch();
       } else {
         p.get().body().data = nullptr;
@@ -755,6 +1329,42 @@ struct Proxy::Impl {
       if (ec) throw boost::system::system_error(ec);
     } while (!p.is_done() && !sr.is_done());
     co_return total;
+  }
+
+  enum class Next { Keep, Close, Switched };
+
+  // Relays one response (1xx interim ones first), strips what the settings
+  // say, and says what comes next on the connection.
+  template <class Up, class Down>
+  awaitable<Next> respond(Session& s, Up& up, boost::beast::flat_buffer& ubuf, Down& down, Record& rec, bool head,
+                          bool upgrade, bool client_keep_alive) {
+    for (;;) {
+      http::response_parser<http::buffer_body> res;
+      res.header_limit(64 * 1024);
+      res.body_limit(std::numeric_limits<std::uint64_t>::max());
+      if (head) res.skip(true);
+      co_await http::async_read_header(up, ubuf, res, use_awaitable);
+      auto& r = res.get();
+      int code = r.result_int();
+      check_framing(r);
+      bool switching = code == 101 && upgrade;
+      bool server_keep_alive = r.keep_alive() && !res.need_eof();
+      strip_hop_by_hop(r, switching);
+      for (const auto& h : cfg.policy.strip_response_headers) r.erase(h);
+      if (code >= 100 && code < 200 && !switching) {
+        co_await relay<false>(s, up, ubuf, res, down);
+        continue;
+      }
+      bool keep = client_keep_alive && server_keep_alive;
+      if (!switching) r.keep_alive(keep);
+      rec.down += co_await relay<false>(s, up, ubuf, res, down);
+      if (switching) {
+        if (ubuf.size()) co_await asio::async_write(down, ubuf.data(), use_awaitable);
+        ubuf.consume(ubuf.size());
+        co_return Next::Switched;
+      }
+      co_return keep ? Next::Keep : Next::Close;
+    }
   }
 
   awaitable<void> http_session(std::shared_ptr<Session> s, boost::beast::flat_buffer& buf) {
@@ -797,13 +1407,13 @@ struct Proxy::Impl {
           auto hp = split_host_port(m.target(), true, 0);
           if (!hp) throw Refusal(400, "bad-request", fmt::format("CONNECT target: {}", hp.error().message), 0);
           auto route = co_await decide(rec, hp->host, hp->port);
+          need_inspection(rec, hp->port);
           co_await open_tunnel(*s, rec, route, hp->port);
           rec.decision = "allow";
           static const std::string ok = "HTTP/1.1 200 Connection Established\r\n\r\n";
           co_await asio::async_write(s->client, asio::buffer(ok), use_awaitable);
           rec.method.clear();
-          co_await tunnel(s, rec, buf);
-          audit(rec);
+          co_await carry(s, rec, buf);
           co_return;
         }
         Target t = parse_absolute(m.target());
@@ -823,6 +1433,7 @@ struct Proxy::Impl {
         auto q = t.path.find('?');
         rec.path = q == std::string::npos ? t.path : t.path.substr(0, q) + "?…";
         auto route = co_await decide(rec, t.host, t.port);
+        auto max_body = check_request(rec, m, *a, t.port, false);
         std::string key = hostport(rec.host, t.port);
         if (s->upstream_key != key || !s->upstream.is_open()) {
           s->upstream_key.clear();
@@ -844,45 +1455,26 @@ struct Proxy::Impl {
           static const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
           co_await asio::async_write(s->client, asio::buffer(cont), use_awaitable);
         }
-        rec.up += co_await relay<true>(*s, s->client, buf, req, s->upstream);
+        BodyCheck check = body_check(rec, *a, t.port, false, max_body, m);
+        rec.up += co_await relay<true>(*s, s->client, buf, req, s->upstream, &check);
 
-        // The response, relayed the same way (1xx interim ones first).
+        // The response, relayed the same way.
         boost::beast::flat_buffer ubuf;
-        for (;;) {
-          http::response_parser<http::buffer_body> res;
-          res.header_limit(64 * 1024);
-          res.body_limit(std::numeric_limits<std::uint64_t>::max());
-          if (m.method() == http::verb::head) res.skip(true);
-          co_await http::async_read_header(s->upstream, ubuf, res, use_awaitable);
-          auto& r = res.get();
-          int code = r.result_int();
-          check_framing(r);
-          bool switching = code == 101 && upgrade;
-          bool server_keep_alive = r.keep_alive() && !res.need_eof();
-          strip_hop_by_hop(r, switching);
-          if (code >= 100 && code < 200 && !switching) {
-            co_await relay<false>(*s, s->upstream, ubuf, res, s->client);
-            continue;
-          }
-          bool keep = client_keep_alive && server_keep_alive;
-          if (!switching) r.keep_alive(keep);
-          rec.down += co_await relay<false>(*s, s->upstream, ubuf, res, s->client);
-          if (switching) {
-            // WebSocket and friends: the request was checked; now bytes.
-            if (ubuf.size()) co_await asio::async_write(s->client, ubuf.data(), use_awaitable);
-            co_await tunnel(s, rec, buf);
-            audit(rec);
-            co_return;
-          }
+        Next next = co_await respond(*s, s->upstream, ubuf, s->client, rec, m.method() == http::verb::head, upgrade,
+                                     client_keep_alive);
+        if (next == Next::Switched) {
+          // WebSocket and friends: the request was checked; now bytes.
+          co_await tunnel(s, rec, buf);
           audit(rec);
-          if (ubuf.size() || !keep) {  // the server sent more than it said, or either side ends here
-            error_code ec;
-            s->upstream.close(ec);
-            s->upstream_key.clear();
-          }
-          if (!keep) co_return;
-          break;
+          co_return;
         }
+        audit(rec);
+        if (ubuf.size() || next == Next::Close) {  // the server sent more than it said, or either side ends here
+          error_code ec;
+          s->upstream.close(ec);
+          s->upstream_key.clear();
+        }
+        if (next == Next::Close) co_return;
       } catch (const Refusal& r) {
         refused = r;
       }
@@ -974,6 +1566,10 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyConfig cfg) {
   } catch (const std::exception& e) {
     return err("proxy: cannot use the listening sockets: {}", e.what());
   }
+  if (impl->cfg.policy.tls.enabled && impl->cfg.ca) {
+    auto st = impl->make_tls_contexts();
+    if (!st) return st.error();
+  }
   Impl* p = impl.get();
   if (p->http_acc) asio::co_spawn(*p->io, p->accept_loop(*p->http_acc), asio::detached);
   if (p->socks_acc) asio::co_spawn(*p->io, p->accept_loop(*p->socks_acc), asio::detached);
@@ -1008,7 +1604,7 @@ std::vector<std::string> Proxy::stop_and_summarize() {
   }
   std::vector<std::string> out;
   for (const auto& [key, r] : impl_->refused)
-    out.push_back(fmt::format("refused network access to {}{}: {}", key,
+    out.push_back(fmt::format("refused network access to {}{}: {}", key.substr(0, key.find('\n')),
                               r.count > 1 ? fmt::format(" ({} times)", r.count) : "", r.reason));
   return out;
 }

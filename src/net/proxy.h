@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "net/rules.h"
+#include "net/secrets.h"
+#include "tls/ca.h"
 #include "util/fd.h"
 #include "util/result.h"
 
@@ -47,6 +49,14 @@ struct ProxyConfig {
   // "always" answers: called (on the proxy's thread) with the pattern to
   // add to the user's settings; returns an error message or "".
   std::function<std::string(const std::string&)> remember;
+  // TLS inspection (policy.tls.enabled): the run's CA. Used on the proxy's
+  // thread only.
+  std::shared_ptr<tls::Authority> ca;
+  // Masked credentials: placeholders and real values.
+  std::shared_ptr<const SecretTable> secrets;
+  // Called (on the proxy's thread) on an exfiltration attempt when
+  // credentials.onExfiltration is "end": stops the sandbox.
+  std::function<void(const std::string&)> end_sandbox;
 };
 
 class Proxy {

@@ -1,6 +1,7 @@
 #include "net/rules.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace airlock::net {
 namespace {
@@ -23,6 +24,11 @@ bool metadata_name(const std::string& n) {
 }
 
 bool matches(const DomainPattern& d, const Host& h, uint16_t port, bool deny) {
+  return pattern_matches(d, h, port, deny);
+}
+}  // namespace
+
+bool pattern_matches(const DomainPattern& d, const Host& h, uint16_t port, bool deny) {
   if (d.port ? *d.port != port : !(deny || port == 80 || port == 443)) return false;
   if (d.any) return true;
   if (d.ip) return h.ip && *h.ip == *d.ip;
@@ -30,6 +36,8 @@ bool matches(const DomainPattern& d, const Host& h, uint16_t port, bool deny) {
   if (d.wildcard) return ends_with(h.name, d.host);
   return h.name == d.host;
 }
+
+namespace {
 
 Result<std::string> parse_proxy_url(const std::string& url, const std::string& where) {
   std::string rest = url;
@@ -111,6 +119,22 @@ class Builder {
         AIRLOCK_TRY(hosts(where, v));
       } else if (key == "parentProxy") {
         AIRLOCK_TRY(parent(where, v));
+      } else if (key == "tlsTerminate") {
+        AIRLOCK_TRY(tls(where, v));
+      } else if (key == "requireHostMatch") {
+        p_.require_host_match = v.get<bool>();
+      } else if (key == "refuseOpaqueTunnels") {
+        p_.refuse_opaque = v.get<bool>();
+      } else if (key == "stripResponseHeaders") {
+        for (size_t i = 0; i < v.size(); ++i) {
+          std::string h = v[i].get<std::string>();
+          if (h.empty() || h.find_first_of(" \t\r\n:") != std::string::npos)
+            return err("{}[{}]: '{}' is not a header name", where, i, h);
+          std::transform(h.begin(), h.end(), h.begin(), ::tolower);
+          p_.strip_response_headers.push_back(h);
+        }
+      } else if (key == "requestRules") {
+        AIRLOCK_TRY(request_rules(where, v));
       } else if (key == "httpProxyPort" || key == "socksProxyPort") {
         long long port = v.get<long long>();
         if (port < 1 || port > 65535) return err("{}: port must be 1-65535, got {}", where, port);
@@ -125,6 +149,125 @@ class Builder {
   NetworkPolicy take() { return std::move(p_); }
 
  private:
+  static Result<std::string> absolute_path(const std::string& where, const json& v) {
+    if (!v.is_string() || v.get<std::string>().empty()) return err("{}: expected a path", where);
+    std::string s = v.get<std::string>();
+    if (s[0] == '~' && (s.size() == 1 || s[1] == '/')) {
+      const char* home = ::getenv("HOME");
+      if (!home || !*home) return err("{}: '{}': HOME is not set", where, s);
+      s = home + s.substr(1);
+    }
+    if (s[0] != '/') return err("{}: '{}': must be an absolute path (or start with ~/)", where, s);
+    return s;
+  }
+
+  Status tls(const std::string& where, const json& v) {
+    if (!v.is_object()) return err("{}: expected an object", where);
+    TlsPolicy t;
+    t.enabled = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      std::string w = fmt::format("{}.{}", where, it.key());
+      const json& x = it.value();
+      const std::string& k = it.key();
+      if (k == "caCertPath" || k == "caKeyPath") {
+        auto path = absolute_path(w, x);
+        if (!path) return path.error();
+        (k == "caCertPath" ? t.ca_cert : t.ca_key) = *path;
+      } else if (k == "excludeDomains") {
+        if (!x.is_array()) return err("{}: expected a list of domain patterns", w);
+        for (size_t i = 0; i < x.size(); ++i) {
+          if (!x[i].is_string()) return err("{}[{}]: expected a string", w, i);
+          auto d = parse_pattern(x[i].get<std::string>(), false, fmt::format("{}[{}]", w, i));
+          if (!d) return d.error();
+          t.exclude.push_back(std::move(*d));
+        }
+      } else if (k == "extraCaCertPaths" || k == "upstreamCaCertPaths") {
+        if (!x.is_array()) return err("{}: expected a list of paths", w);
+        for (size_t i = 0; i < x.size(); ++i) {
+          auto path = absolute_path(fmt::format("{}[{}]", w, i), x[i]);
+          if (!path) return path.error();
+          (k == "extraCaCertPaths" ? t.extra_ca : t.upstream_ca).push_back(*path);
+        }
+      } else if (k == "maxTunnels" || k == "handshakeTimeoutMs") {
+        if (!x.is_number_integer() || x.get<long long>() < 1 || x.get<long long>() > 1000000)
+          return err("{}: expected a whole number from 1 to 1000000", w);
+        if (k == "maxTunnels") t.max_tunnels = x.get<size_t>();
+        else t.handshake_timeout_ms = x.get<int>();
+      } else {
+        return err("{}: unknown key (expected caCertPath, caKeyPath, excludeDomains, extraCaCertPaths, "
+                   "upstreamCaCertPaths, maxTunnels, handshakeTimeoutMs)", w);
+      }
+    }
+    if (t.ca_cert.empty() != t.ca_key.empty()) return err("{}: caCertPath and caKeyPath must be given together", where);
+    p_.tls = std::move(t);
+    return {};
+  }
+
+  static Result<RequestLine> request_line(const std::string& where, const json& v) {
+    if (!v.is_string()) return err("{}: expected \"METHODS /path\"", where);
+    RequestLine r;
+    r.text = v.get<std::string>();
+    r.where = where;
+    auto sp = r.text.find(' ');
+    if (sp == std::string::npos || r.text.find(' ', sp + 1) != std::string::npos)
+      return err("{}: '{}': expected \"METHODS /path\" (e.g. \"GET,POST /repos/acme/*\")", where, r.text);
+    std::string methods = r.text.substr(0, sp);
+    r.path = r.text.substr(sp + 1);
+    if (r.path.empty() || r.path[0] != '/') return err("{}: '{}': the path must start with '/'", where, r.text);
+    if (r.path.find_first_of("?#%\\") != std::string::npos)
+      return err("{}: '{}': a path pattern has no query, fragment, '%' or '\\'", where, r.text);
+    if (methods != "*") {
+      size_t i = 0;
+      while (i <= methods.size()) {
+        size_t j = methods.find(',', i);
+        if (j == std::string::npos) j = methods.size();
+        std::string m = methods.substr(i, j - i);
+        if (m.empty() || m.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos)
+          return err("{}: '{}': methods are upper-case names separated by ',' (or '*')", where, r.text);
+        r.methods.push_back(m);
+        i = j + 1;
+      }
+    }
+    return r;
+  }
+
+  Status request_rules(const std::string& where, const json& v) {
+    if (!v.is_array()) return err("{}: expected a list of {{\"host\": ..., \"allow\": [...], \"deny\": [...]}}", where);
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::string w = fmt::format("{}[{}]", where, i);
+      if (!v[i].is_object()) return err("{}: expected an object", w);
+      RequestRules rr;
+      rr.where = w;
+      bool have_host = false;
+      for (auto it = v[i].begin(); it != v[i].end(); ++it) {
+        std::string wk = fmt::format("{}.{}", w, it.key());
+        const json& x = it.value();
+        if (it.key() == "host") {
+          if (!x.is_string()) return err("{}: expected a domain pattern", wk);
+          auto d = parse_pattern(x.get<std::string>(), false, wk);
+          if (!d) return d.error();
+          rr.host = std::move(*d);
+          have_host = true;
+        } else if (it.key() == "allow" || it.key() == "deny") {
+          if (!x.is_array()) return err("{}: expected a list of \"METHODS /path\"", wk);
+          for (size_t j = 0; j < x.size(); ++j) {
+            auto line = request_line(fmt::format("{}[{}]", wk, j), x[j]);
+            if (!line) return line.error();
+            (it.key() == "allow" ? rr.allow : rr.deny).push_back(std::move(*line));
+          }
+        } else if (it.key() == "maxBodyBytes") {
+          if (!x.is_number_unsigned()) return err("{}: expected a whole number of bytes", wk);
+          rr.max_body = x.get<uint64_t>();
+        } else {
+          return err("{}: unknown key (expected host, allow, deny, maxBodyBytes)", wk);
+        }
+      }
+      if (!have_host) return err("{}: needs \"host\"", w);
+      p_.request_rules.push_back(std::move(rr));
+    }
+    return {};
+  }
+
   Status hosts(const std::string& where, const json& v) {
     if (!v.is_object()) return err("{}: expected an object of name -> address (or list of addresses)", where);
     for (auto it = v.begin(); it != v.end(); ++it) {
@@ -327,6 +470,8 @@ std::vector<std::string> proxy_environment(const NetworkPolicy& p, const std::st
     env.push_back(fmt::format("{}={}", n, http));
   for (const char* n : {"ALL_PROXY", "all_proxy", "FTP_PROXY", "ftp_proxy"}) env.push_back(fmt::format("{}={}", n, socks));
   env.push_back(fmt::format("RSYNC_PROXY=127.0.0.1:{}", p.socks_port));
+  // Node.js 22.21+/24 honours the variables above only when asked.
+  env.push_back("NODE_USE_ENV_PROXY=1");
   env.push_back("NO_PROXY=" + no_proxy);
   env.push_back("no_proxy=" + no_proxy);
   env.push_back("npm_config_noproxy=" + no_proxy);

@@ -35,6 +35,33 @@ struct ParentProxy {
 
 enum class AskMode { None, Tty };
 
+// TLS inspection (network.tlsTerminate): the proxy ends the sandbox's TLS
+// with a certificate of its own CA and opens a verified TLS connection of
+// its own upstream, so it can read, check and rewrite each request.
+struct TlsPolicy {
+  bool enabled = false;
+  std::string ca_cert, ca_key;             // absolute, both or neither (neither: a fresh CA per run)
+  std::vector<DomainPattern> exclude;      // excludeDomains: tunnelled opaquely, never terminated
+  std::vector<std::string> extra_ca;       // extraCaCertPaths: added to the sandbox's bundle
+  std::vector<std::string> upstream_ca;    // upstreamCaCertPaths (airlock): trusted for upstream servers
+  size_t max_tunnels = 1024;               // inspected connections at once
+  int handshake_timeout_ms = 10000;
+};
+
+// network.requestRules (airlock): what may be asked of a host, by method and
+// path. One line is "METHODS PATH", e.g. "GET,POST /repos/acme/*".
+struct RequestLine {
+  std::vector<std::string> methods;  // empty: any method
+  std::string path;                  // pattern: '*' within a segment; a final '*' matches the rest
+  std::string text, where;
+};
+struct RequestRules {
+  DomainPattern host;  // any port unless it names one
+  std::vector<RequestLine> allow, deny;
+  std::optional<uint64_t> max_body;  // maxBodyBytes
+  std::string where;
+};
+
 struct NetworkPolicy {
   bool enabled = false;  // the proxy runs (allowedDomains given, or asking is on)
   std::vector<DomainPattern> allowed, denied;
@@ -46,7 +73,16 @@ struct NetworkPolicy {
   AskMode ask = AskMode::None;
   std::optional<ParentProxy> parent;
   uint16_t http_port = 3128, socks_port = 1080;       // inside the sandbox
+  TlsPolicy tls;
+  bool require_host_match = true;                     // CONNECT target, SNI and Host agree (else 421)
+  bool refuse_opaque = false;                         // refuseOpaqueTunnels
+  std::vector<std::string> strip_response_headers;    // lower-case names
+  std::vector<RequestRules> request_rules;
 };
+
+// Does `d` cover this host and port? `any_port`: a pattern without a port
+// covers every port (deny rules, request rules), else only 80 and 443.
+bool pattern_matches(const DomainPattern& d, const Host& h, uint16_t port, bool any_port);
 
 // Builds the network policy from each settings layer's `network` object
 // (lowest first): lists add up, scalars override. `sources` names the file

@@ -173,6 +173,55 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
       p.notes.push_back(fmt::format("{}: '{}' is checked but not enforced yet", s.source, k));
   }
 
+  // Network and credentials come first: they add rules of their own.
+  std::vector<std::pair<std::string, const nlohmann::json*>> net_layers;
+  for (const auto& s : layers)
+    if (s.has_network) net_layers.emplace_back(s.source, &s.network);
+  auto net = net::build_network_policy(net_layers);
+  if (!net) return net.error();
+  p.network = std::move(*net);
+  if (opts.control_fd >= 0) p.network.enabled = true;
+  if (p.network.enabled && !p.network.parent) {
+    // Like srt: a caller behind a corporate proxy keeps using it.
+    auto var = [&](const char* a, const char* b) -> std::string {
+      for (const char* n : {a, b})
+        for (const auto& kv : environ_in)
+          if (kv.size() > strlen(n) && kv.compare(0, strlen(n), n) == 0 && kv[strlen(n)] == '=')
+            if (kv.size() > strlen(n) + 1) return kv.substr(strlen(n) + 1);
+      return {};
+    };
+    std::string http = var("HTTP_PROXY", "http_proxy"), https = var("HTTPS_PROXY", "https_proxy");
+    if (!http.empty() || !https.empty()) {
+      nlohmann::json pp = nlohmann::json::object();
+      if (!http.empty()) pp["http"] = http;
+      if (!https.empty()) pp["https"] = https;
+      std::string no = var("NO_PROXY", "no_proxy");
+      if (!no.empty()) pp["noProxy"] = no;
+      nlohmann::json wrap = {{"parentProxy", pp}};
+      auto env_net = net::build_network_policy({{"the caller's HTTP(S)_PROXY", &wrap}});
+      if (!env_net) return env_net.error();
+      p.network.parent = env_net->parent;
+    }
+  }
+  {
+    std::vector<std::pair<std::string, const nlohmann::json*>> cred_layers;
+    for (const auto& s : layers)
+      if (!s.credentials.is_null()) cred_layers.emplace_back(s.source, &s.credentials);
+    auto creds = net::build_credential_policy(cred_layers, p.network);
+    if (!creds) return creds.error();
+    p.credentials = std::move(*creds);
+  }
+  // The CA's key stays on the host side: never readable inside.
+  if (!p.network.tls.ca_key.empty())
+    AIRLOCK_TRY(b.add(RuleKind::DenyRead, p.network.tls.ca_key, true, "network.tlsTerminate.caKeyPath", false));
+  // Credential files: hidden; a masked one gets its placeholder on top.
+  for (size_t i = 0; i < p.credentials.items.size(); ++i) {
+    const auto& c = p.credentials.items[i];
+    if (c.kind != net::CredentialSpec::Kind::File) continue;
+    AIRLOCK_TRY(b.add(RuleKind::DenyRead, c.name, true, c.where, false));
+    if (c.mask) p.masked_files.emplace_back(i, p.rules.back().path);
+  }
+
   // 3. Command line.
   for (const auto& w : opts.allow_write) AIRLOCK_TRY(b.add(RuleKind::AllowWrite, w, true, "--allow-write " + w, true));
   for (const auto& d : opts.deny_read) AIRLOCK_TRY(b.add(RuleKind::DenyRead, d, true, "--deny-read " + d, false));
@@ -306,37 +355,7 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
   }
   p.env.push_back("AIRLOCK=1");
 
-  // 7. Network: the proxy's rules, the audit file, and the variables that
-  //    point the command's tools at the proxy.
-  std::vector<std::pair<std::string, const nlohmann::json*>> net_layers;
-  for (const auto& s : layers)
-    if (s.has_network) net_layers.emplace_back(s.source, &s.network);
-  auto net = net::build_network_policy(net_layers);
-  if (!net) return net.error();
-  p.network = std::move(*net);
-  if (opts.control_fd >= 0) p.network.enabled = true;
-  if (p.network.enabled && !p.network.parent) {
-    // Like srt: a caller behind a corporate proxy keeps using it.
-    auto var = [&](const char* a, const char* b) -> std::string {
-      for (const char* n : {a, b})
-        for (const auto& kv : environ_in)
-          if (kv.size() > strlen(n) && kv.compare(0, strlen(n), n) == 0 && kv[strlen(n)] == '=')
-            if (kv.size() > strlen(n) + 1) return kv.substr(strlen(n) + 1);
-      return {};
-    };
-    std::string http = var("HTTP_PROXY", "http_proxy"), https = var("HTTPS_PROXY", "https_proxy");
-    if (!http.empty() || !https.empty()) {
-      nlohmann::json pp = nlohmann::json::object();
-      if (!http.empty()) pp["http"] = http;
-      if (!https.empty()) pp["https"] = https;
-      std::string no = var("NO_PROXY", "no_proxy");
-      if (!no.empty()) pp["noProxy"] = no;
-      nlohmann::json wrap = {{"parentProxy", pp}};
-      auto env_net = net::build_network_policy({{"the caller's HTTP(S)_PROXY", &wrap}});
-      if (!env_net) return env_net.error();
-      p.network.parent = env_net->parent;
-    }
-  }
+  // 7. Network: the variables that point the command's tools at the proxy.
   if (p.network.enabled) {
     auto env_vars = net::proxy_environment(p.network, opts.self_exe);
     std::set<std::string> names;

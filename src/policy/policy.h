@@ -10,6 +10,7 @@
 
 #include "policy/settings.h"
 #include "net/rules.h"
+#include "net/secrets.h"
 #include "util/result.h"
 
 namespace airlock::policy {
@@ -56,6 +57,15 @@ struct RunOptions {
   std::string user_settings_dir;  // ~/.config/airlock: never writable inside
 };
 
+// A file the sandbox sees in place of a host path: the trust bundle over
+// the system's, a masked credential's placeholder over the real file.
+// `source` is a file airlock writes before the sandbox is built.
+struct Overlay {
+  std::string target;  // absolute, resolved
+  std::string source;
+  std::string why;
+};
+
 struct Policy {
   std::string workspace;  // resolved
   std::string cwd;        // where the command starts (inside the sandbox, same path)
@@ -74,6 +84,10 @@ struct Policy {
   std::vector<std::string> env_removed;  // names removed
   std::vector<std::string> notes;        // one-line notices for the user
   net::NetworkPolicy network;            // egress; network.enabled == false: no network at all
+  net::CredentialPolicy credentials;
+  // Masked credential files: (index in credentials.items, resolved path).
+  std::vector<std::pair<size_t, std::string>> masked_files;
+  std::vector<Overlay> overlays;         // filled by the run's preparation (tls/materials.h)
   std::string audit_file;                // absolute, or empty
   int control_fd = -1;
 };

@@ -79,13 +79,22 @@ const std::vector<KeySpec>& settings_keys() {
       {"network.socksProxyPort", T::Int, "srt", S::Enforced,
        "Port of airlock's proxy on the sandbox's loopback for SOCKS5 clients. Default 1080."},
       {"network.mitmProxy", T::Opaque, "srt", S::Planned, "Route domains through a MITM proxy."},
-      {"network.tlsTerminate", T::Opaque, "srt", S::Planned, "TLS inspection."},
+      {"network.tlsTerminate", T::Opaque, "srt", S::Enforced,
+       "TLS inspection: {caCertPath, caKeyPath (neither: a fresh CA per run, in memory), excludeDomains, "
+       "extraCaCertPaths, upstreamCaCertPaths (airlock), maxTunnels, handshakeTimeoutMs}. See docs/tls.md."},
       {"network.parentProxy", T::Opaque, "srt", S::Enforced,
        "Chain to a corporate proxy: {\"http\": URL, \"https\": URL, \"noProxy\": \"a.com,10.0.0.0/8\"}. "
        "Default: the caller's HTTPS_PROXY/HTTP_PROXY/NO_PROXY."},
-      {"network.refuseOpaqueTunnels", T::Bool, "srt", S::Planned, "Refuse tunnels that are not inspected."},
-      {"network.stripResponseHeaders", T::StringList, "srt", S::Planned, "Response headers removed."},
-      {"network.requireHostMatch", T::Bool, "srt", S::Planned, "CONNECT, SNI and Host must agree."},
+      {"network.refuseOpaqueTunnels", T::Bool, "srt", S::Enforced,
+       "Refuse tunnels airlock cannot see into: traffic that is not TLS, and (with tlsTerminate) excluded hosts. "
+       "Default false."},
+      {"network.stripResponseHeaders", T::StringList, "srt", S::Enforced,
+       "Response headers removed before the sandbox sees them (plain HTTP and inspected HTTPS)."},
+      {"network.requireHostMatch", T::Bool, "srt", S::Enforced,
+       "The CONNECT target, the TLS SNI and the Host header must name one host, else 421. Default true."},
+      {"network.requestRules", T::Opaque, "airlock", S::Enforced,
+       "Per host: [{\"host\": PATTERN, \"allow\": [\"GET,POST /repos/acme/*\"], \"deny\": [...], "
+       "\"maxBodyBytes\": N}]. Needs plain HTTP or inspected HTTPS; see docs/tls.md."},
       {"network.allowPrivateAddresses", T::StringList, "airlock", S::Enforced,
        "CIDRs that may be reached although loopback, private, link-local or metadata (for LAN services and "
        "tests)."},
@@ -96,8 +105,10 @@ const std::vector<KeySpec>& settings_keys() {
       {"audit", T::Object, "airlock", S::Enforced, "Audit log."},
       {"audit.file", T::String, "airlock", S::Enforced,
        "Append one JSON line per proxy decision to this file (as --audit FILE)."},
-      {"credentials", T::Opaque, "srt", S::Planned,
-       "Credential files and variables. Listed variables are removed from the environment."},
+      {"credentials", T::Opaque, "srt", S::Enforced,
+       "Credential variables and files: envVars/files [{name|path, mode deny|mask, injectHosts, injectInto "
+       "(airlock)}], allowPlaintextInject, and airlock's verifyHosts, verifyHeaders, onExfiltration. See "
+       "docs/tls.md."},
       {"ignoreViolations", T::Opaque, "srt", S::NoEffect, "Violation reports to silence."},
       {"enableWeakerNestedSandbox", T::Bool, "srt", S::NoEffect,
        "Accepted, ignored: airlock never weakens its isolation."},

@@ -73,7 +73,7 @@ class RootBuilder {
       if (m.kind != K::BindHost && m.kind != K::DevNode) continue;
       auto fd = sys::open_path_nofollow(m.source);
       if (!fd) return err("{} (for {})", fd.error().message, m.why);
-      sources_.emplace(m.target, std::move(*fd));
+      sources_.emplace(&m, std::move(*fd));  // by step: two steps may share a target
     }
     // 3. Staging: a private tmpfs that holds the empty stand-in file. It is
     //    never attached anywhere the host can see.
@@ -128,7 +128,7 @@ class RootBuilder {
   Status step(const MountOp& m) {
     switch (m.kind) {
       case K::BindHost: {
-        auto mnt = clone_tree(sources_.at(m.target).get(), true, m.source);
+        auto mnt = clone_tree(sources_.at(&m).get(), true, m.source);
         if (!mnt) return mnt.error();
         AIRLOCK_TRY(set_attr(mnt->get(), kSafe | (m.read_only ? MOUNT_ATTR_RDONLY : 0), true, m.target));
         return attach(*mnt, m);
@@ -178,7 +178,7 @@ class RootBuilder {
         return {};
       }
       case K::DevNode: {
-        auto mnt = clone_tree(sources_.at(m.target).get(), false, m.source);
+        auto mnt = clone_tree(sources_.at(&m).get(), false, m.source);
         if (!mnt) return mnt.error();
         AIRLOCK_TRY(set_attr(mnt->get(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false, m.target));
         return attach(*mnt, m);
@@ -264,7 +264,7 @@ class RootBuilder {
 
   const fs::Plan& plan_;
   const std::function<Status()>& wait_;
-  std::map<std::string, UniqueFd> sources_;
+  std::map<const MountOp*, UniqueFd> sources_;
   UniqueFd staging_, root_;
   std::set<dev_t> ours_;
   std::vector<std::pair<std::string, UniqueFd>> seal_;

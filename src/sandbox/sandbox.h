@@ -4,6 +4,7 @@
 
 #include "fs/plan.h"
 #include "policy/policy.h"
+#include "tls/materials.h"
 
 #include <string>
 
@@ -24,6 +25,7 @@ struct Spec {
   const std::string* seccomp_bpf;  // the compiled syscall filter (seccomp::compile)
   int audit_fd = -1;               // --audit / audit.file, opened for appending
   std::string user_settings;       // where "always" answers are saved
+  const tls::Materials* materials = nullptr;  // the CA and secrets, for the proxy
 };
 
 // Runs the sandbox to completion. Returns the exit status airlock should

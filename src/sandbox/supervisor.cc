@@ -228,6 +228,15 @@ class Supervisor {
         if (wake_) (void)!::write(wake_.get(), &one, sizeof one);
       });
     }
+    if (spec_.materials) {
+      pc.ca = spec_.materials->ca;
+      pc.secrets = spec_.materials->secrets;
+      pid_t child = child_;
+      pc.end_sandbox = [child](const std::string&) {
+        log::line("credentials.onExfiltration is \"end\": stopping the sandbox");
+        if (child > 0) ::kill(child, SIGKILL);
+      };
+    }
     std::string file = spec_.user_settings;
     if (!file.empty()) pc.remember = [file](const std::string& p) { return net::remember_in_user_settings(file, p); };
     auto proxy = net::Proxy::start(std::move(pc));
