@@ -110,6 +110,10 @@ std::string env_get(const std::vector<std::string>& env, const std::string& name
   // 1. Die with the supervisor, whatever kills it: the whole sandbox (this
   //    pid namespace) goes with pid 1.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail(sock, "prctl(PR_SET_PDEATHSIG) failed");
+  // This process began as a copy of the supervisor: the TLS CA's private
+  // keys go at once. (Real secrets were never copied: their pages are
+  // MADV_DONTFORK, and every other copy was wiped before the clone.)
+  if (spec.materials && spec.materials->ca) spec.materials->ca->drop_private_keys();
   // 2. Wait until the supervisor has written our uid/gid maps. A missing
   //    message means the supervisor is gone: stop here.
   GoMessage go;

@@ -5,6 +5,7 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -229,6 +230,11 @@ class Supervisor {
       });
     }
     if (spec_.materials) {
+      // From here on this process holds keys and secrets in memory that
+      // OpenSSL and the HTTP buffers own: no core dump, no ptrace by other
+      // processes of this user. (Only now: the sandbox's id maps, written
+      // through /proc, are done.)
+      if (spec_.materials->ca || spec_.materials->secrets) (void)::prctl(PR_SET_DUMPABLE, 0);
       pc.ca = spec_.materials->ca;
       pc.secrets = spec_.materials->secrets;
       pid_t child = child_;

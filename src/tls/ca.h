@@ -58,6 +58,14 @@ class Authority {
   Result<Cert> leaf(const std::string& host);
   EVP_PKEY* leaf_key() const { return leaf_key_.get(); }
 
+  // Frees (and so wipes: OpenSSL clears private keys as it frees them) both
+  // private keys. For the sandbox's init, which starts as a copy of this
+  // process: the CA's key must not live on in it.
+  void drop_private_keys() {
+    key_.reset();
+    leaf_key_.reset();
+  }
+
   // Mint counters, for benchmarks and tests.
   size_t minted() const { return minted_; }
 
