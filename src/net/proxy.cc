@@ -144,6 +144,60 @@ struct BodyCheck {
   }
 };
 
+// What a response may not carry into the sandbox: the real value of a
+// secret (an API that echoes what it was sent). Each is turned back into its
+// placeholder; the last bytes of each piece wait for the next one, since a
+// value may straddle two. A value whose placeholder has another length
+// cannot be swapped in a body of fixed length: the response is cut off.
+struct Scrub {
+  std::vector<const Secret*> secrets;
+  size_t hold = 0;
+  bool strict_encoding = false;  // secrets may have gone to this host: no compressed bodies
+  std::string out, pending;
+
+  std::string_view take(const char* p, size_t n, bool last) {
+    out.swap(pending);
+    pending.clear();
+    out.append(p, n);
+    for (const Secret* s : secrets) {
+      std::string_view real = s->real->view();
+      for (size_t at = out.find(real); at != std::string::npos; at = out.find(real, at + 1)) {
+        if (real.size() != s->placeholder.size())
+          throw Refusal(502, "secret-in-response",
+                        fmt::format("the response carries the real value of {}; it was cut off", s->label), 0);
+        out.replace(at, real.size(), s->placeholder);
+      }
+    }
+    if (!last) {
+      size_t keep = std::min(out.size(), hold);
+      pending.assign(out, out.size() - keep, keep);
+      out.resize(out.size() - keep);
+    }
+    return out;
+  }
+
+  template <class Fields>
+  void headers(Fields& f) {
+    std::vector<std::pair<std::string, std::string>> changed;
+    for (auto it = f.begin(); it != f.end();) {
+      std::string v(it->value());
+      bool hit = false;
+      for (const Secret* s : secrets)
+        for (size_t at = v.find(s->real->view()); at != std::string::npos; at = v.find(s->real->view(), at + 1)) {
+          v.replace(at, s->real->view().size(), s->placeholder);
+          hit = true;
+        }
+      if (!hit) {
+        ++it;
+        continue;
+      }
+      changed.emplace_back(std::string(it->name_string()), std::move(v));
+      it = f.erase(it);
+    }
+    for (auto& [n, v] : changed) f.insert(n, v);
+  }
+};
+
 std::string now_iso() {
   struct timespec ts {};
   ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -751,6 +805,12 @@ struct Proxy::Impl {
                                   "[\"query\"]", sec->label), 0);
     }
     bool verify = t->verified(host, port);
+    // A response that echoes a secret must be readable to be scrubbed.
+    for (const auto& sec : t->secrets)
+      if (usable(sec)) {
+        m.erase(http::field::accept_encoding);
+        break;
+      }
     struct Change {
       std::string name, value;
     };
@@ -789,6 +849,21 @@ struct Proxy::Impl {
       wipe(swapped);
     }
     return v.max_body;
+  }
+
+  // Responses while secrets exist: real values turned back into
+  // placeholders. Where a secret may have been sent, no compression either
+  // (an echo inside gzip would pass unseen).
+  std::optional<Scrub> make_scrub(const Host& host, uint16_t port, bool tls) {
+    const SecretTable* t = cfg.secrets.get();
+    if (!t) return std::nullopt;
+    Scrub sc;
+    for (const auto& sec : t->secrets) {
+      sc.secrets.push_back(&sec);
+      sc.hold = std::max(sc.hold, sec.real->view().size() - 1);
+      if ((tls || t->allow_plaintext) && t->bound_to(sec, host, port)) sc.strict_encoding = true;
+    }
+    return sc;
   }
 
   // The body of a request: the cap, and placeholders that may not go where
@@ -1101,7 +1176,9 @@ struct Proxy::Impl {
           BodyCheck check = body_check(rec, host, port, true, max_body, m);
           rec.decision = "allow";
           rec.up += co_await relay<true>(*s, down, buf, req, up, &check);
-          Next next = co_await respond(*s, up, ubuf, down, rec, m.method() == http::verb::head, upgrade, client_keep_alive);
+          auto scrub = make_scrub(host, port, true);
+          Next next = co_await respond(*s, up, ubuf, down, rec, m.method() == http::verb::head, upgrade, client_keep_alive,
+                                       scrub ? &*scrub : nullptr);
           if (next == Next::Switched) {
             if (buf.size()) co_await asio::async_write(up, buf.data(), use_awaitable);
             Event done(io->get_executor());
@@ -1300,7 +1377,8 @@ struct Proxy::Impl {
 
   template <bool isRequest, class In, class Out>
   static awaitable<uint64_t> relay(Session& s, In& in, boost::beast::flat_buffer& buf,
-                                   http::parser<isRequest, http::buffer_body>& p, Out& out, BodyCheck* check = nullptr) {
+                                   http::parser<isRequest, http::buffer_body>& p, Out& out, BodyCheck* check = nullptr,
+                                   Scrub* scrub = nullptr) {
     http::serializer<isRequest, http::buffer_body> sr{p.get()};
     std::array<char, 16384> chunk;
     uint64_t total = 0;
@@ -1318,6 +1396,11 @@ struct Proxy::Impl {
         p.get().body().more = !p.is_done();
         total += p.get().body().size;
         if (check) check->feed(chunk.data(), p.get().body().size);  // before it is sent on
+        if (scrub) {
+          std::string_view v = scrub->take(chunk.data(), p.get().body().size, p.is_done());
+          p.get().body().data = const_cast<char*>(v.data());
+          p.get().body().size = v.size();
+        }
         s.touch();
       } else {
         p.get().body().data = nullptr;
@@ -1337,7 +1420,7 @@ struct Proxy::Impl {
   // say, and says what comes next on the connection.
   template <class Up, class Down>
   awaitable<Next> respond(Session& s, Up& up, boost::beast::flat_buffer& ubuf, Down& down, Record& rec, bool head,
-                          bool upgrade, bool client_keep_alive) {
+                          bool upgrade, bool client_keep_alive, Scrub* scrub = nullptr) {
     for (;;) {
       http::response_parser<http::buffer_body> res;
       res.header_limit(64 * 1024);
@@ -1351,13 +1434,21 @@ struct Proxy::Impl {
       bool server_keep_alive = r.keep_alive() && !res.need_eof();
       strip_hop_by_hop(r, switching);
       for (const auto& h : cfg.policy.strip_response_headers) r.erase(h);
+      if (scrub) {
+        scrub->headers(r);
+        std::string enc = trim(r[http::field::content_encoding]);
+        if (scrub->strict_encoding && !enc.empty() && !iequals(enc, "identity"))
+          throw Refusal(502, "encoded-response",
+                        fmt::format("a host that may have been sent credentials answered with Content-Encoding '{}' "
+                                    "(airlock asked for none): the body cannot be checked for echoed secrets", enc), 0);
+      }
       if (code >= 100 && code < 200 && !switching) {
         co_await relay<false>(s, up, ubuf, res, down);
         continue;
       }
       bool keep = client_keep_alive && server_keep_alive;
       if (!switching) r.keep_alive(keep);
-      rec.down += co_await relay<false>(s, up, ubuf, res, down);
+      rec.down += co_await relay<false>(s, up, ubuf, res, down, nullptr, scrub);
       if (switching) {
         if (ubuf.size()) co_await asio::async_write(down, ubuf.data(), use_awaitable);
         ubuf.consume(ubuf.size());
@@ -1460,8 +1551,9 @@ struct Proxy::Impl {
 
         // The response, relayed the same way.
         boost::beast::flat_buffer ubuf;
+        auto scrub = make_scrub(*a, t.port, false);
         Next next = co_await respond(*s, s->upstream, ubuf, s->client, rec, m.method() == http::verb::head, upgrade,
-                                     client_keep_alive);
+                                     client_keep_alive, scrub ? &*scrub : nullptr);
         if (next == Next::Switched) {
           // WebSocket and friends: the request was checked; now bytes.
           co_await tunnel(s, rec, buf);
