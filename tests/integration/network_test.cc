@@ -1193,4 +1193,49 @@ TEST_F(NetworkTest, AirlockConnectRelaysStdioThroughSocks) {
   EXPECT_TRUE(contains(r.err, "refused x.test:" + e + " (SOCKS reply 2"));
 }
 
+// network.ask "tty": the question goes to the person at airlock's terminal,
+// who answers with one key. Driven through a real pty: a small Python
+// program plays the person, answering each prompt as it appears.
+TEST_F(NetworkTest, AskAtTheTerminalOnceAndDeny) {
+  std::string driver = fx.tree.path("person.py");
+  fx.tree.write("person.py",
+                "import os, pty, select, sys, time\n"
+                "answers = sys.argv[1]\n"
+                "pid, fd = pty.fork()\n"
+                "if pid == 0:\n"
+                "    os.execv(sys.argv[2], sys.argv[2:])\n"
+                "out, asked, end = b'', 0, time.time() + 50\n"
+                "while time.time() < end:\n"
+                "    r, _, _ = select.select([fd], [], [], 0.2)\n"
+                "    if not r: continue\n"
+                "    try: d = os.read(fd, 4096)\n"
+                "    except OSError: break\n"
+                "    if not d: break\n"
+                "    out += d\n"
+                "    while out.count(b'which no rule allows') > asked and asked < len(answers):\n"
+                "        time.sleep(0.1); os.write(fd, answers[asked].encode()); asked += 1\n"
+                "_, status = os.waitpid(pid, 0)\n"
+                "sys.stdout.write(out.decode(errors='replace'))\n"
+                "sys.exit(os.waitstatus_to_exitcode(status))\n");
+  auto get = [&](const std::string& host) {
+    return "curl -s -o /dev/null -w '" + host + " %{http_code}\\n' http://" + host + ":" + hp() + "/hello; ";
+  };
+  std::string set = settings({"api.test:" + hp()}, {{"ask", "tty"}});
+  auto o = opts();
+  o.cwd = fx.ws;
+  o.env["HOME"] = fx.home;
+  auto r = run_program({"/usr/bin/python3", driver, "od", airlock_bin(), "run", "--settings", set, "-c",
+                        get("once.test") + get("deny.test") + get("api.test")},
+                       o);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "the command wants to reach once.test:" + hp() + " (http), which no rule allows")) << r.out;
+  EXPECT_TRUE(contains(r.out, "allowed once")) << r.out;
+  EXPECT_TRUE(contains(r.out, "once.test 200")) << r.out;
+  EXPECT_TRUE(contains(r.out, "the command wants to reach deny.test:" + hp())) << r.out;
+  EXPECT_TRUE(contains(r.out, "denied")) << r.out;
+  EXPECT_TRUE(contains(r.out, "deny.test 403")) << r.out;
+  EXPECT_TRUE(contains(r.out, "api.test 200")) << r.out;  // allowed by a rule: no question
+  EXPECT_TRUE(lacks(r.out, "reach api.test")) << r.out;
+}
+
 }  // namespace airlock::test
