@@ -58,6 +58,8 @@ constexpr auto kConnectTimeout = std::chrono::seconds(10);
 constexpr auto kIdleTimeout = std::chrono::seconds(600);    // a tunnel or kept-alive connection with no traffic
 constexpr size_t kHeaderLimit = 16 * 1024;
 constexpr size_t kMaxSessions = 4096;
+constexpr size_t kResponseHeaderLimit = 64 * 1024;
+constexpr size_t kMaxSummaryLines = 200;  // refused hosts (and reasons) remembered for the summary
 constexpr int kMaxLookups = 64;
 
 // A one-shot event a coroutine can wait for: a timer that never expires
@@ -353,9 +355,11 @@ struct Proxy::Impl {
                         : !r.requested.empty() ? r.requested
                                                : std::string("(a malformed request)");
       // Requests refused inside an allowed connection: one line per reason.
-      if (r.client == "https" || !r.method.empty()) key += "\n" + r.rule;
+      // Bounded: the reasons quote what the client sent.
+      if (r.client == "https" || !r.method.empty()) key += "\n" + r.rule.substr(0, 200);
+      if (refused.size() >= kMaxSummaryLines && !refused.count(key)) key = "(more hosts and reasons: see the audit file)";
       auto& e = refused[key];
-      e.reason = r.rule;
+      e.reason = r.rule.substr(0, 300);
       ++e.count;
     }
     if (!cfg.audit) return;
@@ -783,20 +787,77 @@ struct Proxy::Impl {
   // placeholders (swapped in where bound, an exfiltration anywhere else),
   // then, on verified hosts, no credential but the user's own. Returns the
   // body cap that applies.
+  // Query parameters that carry a token, for verified hosts.
+  static bool credential_param(std::string name) {
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    for (const char* n : {"access_token", "api_key", "apikey", "key", "token", "auth", "private_token", "client_secret",
+                          "api-key", "auth_token", "x-api-key"})
+      if (name == n) return true;
+    return false;
+  }
+
+  // A credential value on a verified host, with the user's placeholders
+  // taken out: what is left may be a scheme ("Bearer"), a user name, and
+  // separators, but nothing that looks like a token of its own (16 or more
+  // letters and digits in a row): "Bearer FOREIGNKEY... <placeholder>" or
+  // Basic "foreignkey:<placeholder>" carry someone else's credential.
+  static bool carries_other_token(std::string v, const std::vector<const Secret*>& ours) {
+    for (const Secret* sec : ours)
+      for (size_t at = v.find(sec->placeholder); at != std::string::npos; at = v.find(sec->placeholder))
+        v.replace(at, sec->placeholder.size(), " ");
+    size_t run = 0;
+    for (char c : v) {
+      run = std::isalnum(static_cast<unsigned char>(c)) ? run + 1 : 0;
+      if (run >= 16) return true;
+    }
+    return false;
+  }
+
+  // Headers a placeholder is swapped in: the credential headers, and any
+  // whose name says it holds a key or token. Never others (Origin, Referer,
+  // X-Anything): a server that echoes those would hand the real value back.
+  bool swappable_header(const SecretTable& t, const std::string& lower) const {
+    if (credential_header(t, lower)) return true;
+    for (const char* w : {"token", "key", "auth", "secret", "password", "credential", "signature"})
+      if (lower.find(w) != std::string::npos) return true;
+    return false;
+  }
+
+  // `target` is the origin-form target; `swap`: the connection is inspected
+  // TLS (or plain HTTP with allowPlaintextInject) and its Host is the
+  // tunnel's, so a bound placeholder may become its real value here.
   template <class Header>
-  std::optional<uint64_t> check_request(Record& rec, Header& m, const Host& host, uint16_t port, bool tls) {
-    auto v = judge_request(cfg.policy, host, port, m.method_string(), m.target());
+  std::optional<uint64_t> check_request(Record& rec, Header& m, std::string_view origin_target, const Host& host,
+                                        uint16_t port, bool tls) {
+    auto v = judge_request(cfg.policy, host, port, m.method_string(), origin_target);
     if (!v.allowed) {
       rec.rule = v.rule;
       throw Refusal(v.status, v.status == 400 ? "ambiguous-path" : "blocked-by-request-rule", v.rule, 0);
     }
-    if (v.has_rules) rec.rule = rec.rule.empty() ? v.rule : rec.rule + "; " + v.rule;
+    if (v.has_rules) {
+      rec.rule = rec.rule.empty() ? v.rule : rec.rule + "; " + v.rule;
+      // Rules name methods; a server must not read another one than the
+      // one judged.
+      for (const char* o : {"x-http-method-override", "x-http-method", "x-method-override"})
+        if (m.count(o))
+          throw Refusal(403, "blocked-by-request-rule", fmt::format("{} is refused on hosts with request rules", o), 0);
+    }
+    // Upgrades: WebSocket only. After a 101 the bytes are no longer read as
+    // requests, so "Upgrade: h2c" would carry unchecked requests.
+    if (m.count(http::field::upgrade) && !iequals(trim(m[http::field::upgrade]), "websocket"))
+      throw Refusal(400, "bad-request",
+                    fmt::format("Upgrade '{}' is refused: only WebSocket upgrades pass", std::string(m[http::field::upgrade])), 0);
     const SecretTable* t = cfg.secrets.get();
     if (!t) return v.max_body;
     auto usable = [&](const Secret& sec) { return (tls || t->allow_plaintext) && t->bound_to(sec, host, port); };
     std::string to = tls ? host.name : host.name + " in plain HTTP";
     std::string target(m.target());
     auto in_target = t->find(target);
+    bool any_usable = false;
+    for (const auto& sec : t->secrets) any_usable |= usable(sec);
+    // TRACE echoes the request, swapped credentials and all.
+    if (any_usable && (m.method() == http::verb::trace || iequals(m.method_string(), "TRACK")))
+      throw Refusal(403, "blocked-by-request-rule", "TRACE and TRACK are refused on hosts credentials go to", 0);
     for (const Secret* sec : in_target) {
       if (!usable(*sec)) exfiltration(rec, *sec, fmt::format("was on its way to {} in the URL", to));
       if (!sec->inject_query)
@@ -815,9 +876,29 @@ struct Proxy::Impl {
       std::string name, value;
     };
     std::vector<Change> changes;
+    if (verify) {
+      // Tokens in the query: on a verified host, the user's own only.
+      std::string_view q = origin_target.substr(std::min(origin_target.size(), origin_target.find('?')));
+      if (!q.empty()) q.remove_prefix(1);
+      while (!q.empty()) {
+        std::string_view pair = q.substr(0, q.find('&'));
+        q.remove_prefix(std::min(q.size(), pair.size() + 1));
+        std::string_view pname = pair.substr(0, pair.find('='));
+        std::string_view pval = pair.substr(std::min(pair.size(), pname.size() + 1));
+        if (!credential_param(std::string(pname)) || pval.empty()) continue;
+        std::vector<const Secret*> ours;
+        for (const Secret* sec : t->find(pval))
+          if (usable(*sec)) ours.push_back(sec);
+        if (ours.empty() || carries_other_token(std::string(pval), ours))
+          throw Refusal(403, "foreign-credential",
+                        fmt::format("{} is a verified host: the '{}' query parameter must carry one of your own masked "
+                                    "credentials, and it carries something else", host.name, std::string(pname)), 0);
+      }
+    }
     for (auto it = m.begin(); it != m.end();) {
       std::string name(it->name_string());
       std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      std::replace(name.begin(), name.end(), '_', '-');  // CGI-style servers read X_Api_Key as X-Api-Key
       std::string value(it->value());
       auto basic = basic_credentials(value);
       auto found = t->find(value);
@@ -826,12 +907,13 @@ struct Proxy::Impl {
           if (std::find(found.begin(), found.end(), sec) == found.end()) found.push_back(sec);
       for (const Secret* sec : found)
         if (!usable(*sec)) exfiltration(rec, *sec, fmt::format("was on its way to {} in the {} header", to, name));
-      if (verify && credential_header(*t, name) && found.empty())
+      if (verify && credential_header(*t, name) &&
+          (found.empty() || carries_other_token(basic ? *basic : value, found)))
         throw Refusal(403, "foreign-credential",
                       fmt::format("{} is a verified host: its {} header must carry one of your own masked credentials, "
                                   "and it carries something else", host.name, name), 0);
       if (basic) wipe(*basic);
-      if (found.empty()) {
+      if (found.empty() || !swappable_header(*t, name)) {
         ++it;
         continue;
       }
@@ -1009,6 +1091,17 @@ struct Proxy::Impl {
         refuse_open(rec, 400, "bad-request", "the ClientHello did not arrive whole; its server name cannot be checked");
         co_return;
       }
+      // Encrypted Client Hello hides the real server name behind an outer
+      // one; a hello to a named host without any name is one to check too.
+      if (hello.ech) {
+        refuse_open(rec, 421, "host-mismatch", "the ClientHello is encrypted (ECH): its server name cannot be checked");
+        co_return;
+      }
+      if (hello.sni.empty() && !host->ip) {
+        refuse_open(rec, 421, "host-mismatch",
+                    fmt::format("the ClientHello names no server; a tunnel to '{}' must name it", host->name));
+        co_return;
+      }
       if (!hello.sni.empty()) {
         auto sni = normalize_host(hello.sni);
         if (!sni || sni->name != host->name) {
@@ -1114,7 +1207,9 @@ struct Proxy::Impl {
   // request when the tunnel itself is refused (fronting, a bad upstream).
   awaitable<void> serve_inspected(std::shared_ptr<Session> s, Record& tunnel, TlsStream& down, TlsStream& up,
                                   const Host& host, uint16_t port, std::optional<Refusal> early) {
-    boost::beast::flat_buffer buf, ubuf;
+    // Bounded: a header or a chunk line that never ends is an error, not a
+    // buffer that grows with it.
+    boost::beast::flat_buffer buf(kHeaderLimit + 4096), ubuf(kResponseHeaderLimit + 4096);
     for (bool first = true;; first = false) {
       s->touch(first ? kHeaderTimeout : kIdleTimeout);
       http::request_parser<http::buffer_body> req;
@@ -1154,17 +1249,22 @@ struct Proxy::Impl {
           }
           auto q = target.find('?');
           rec.path = q == std::string::npos ? target : target.substr(0, q) + "?…";
-          if (cfg.policy.require_host_match) {
-            if (!m.count(http::field::host))
-              throw Refusal(421, "host-mismatch", "no Host header: it must name the tunnel's host", 0);
+          // The Host must name the tunnel's host; with requireHostMatch off a
+          // request naming another passes, but never with a credential in it.
+          bool host_agrees = false;
+          if (m.count(http::field::host) == 1) {
             auto hh = split_host_port(m[http::field::host], false, 443);
             auto b = hh ? normalize_host(hh->host) : Result<Host>(hh.error());
-            if (!b || b->name != host.name || hh->port != port)
-              throw Refusal(421, "host-mismatch",
-                            fmt::format("the Host header '{}' is not the tunnel's host '{}' (domain fronting)",
-                                        std::string(m[http::field::host]), hostport(host.name, port)), 0);
+            host_agrees = b && b->name == host.name && hh->port == port;
           }
-          auto max_body = check_request(rec, m, host, port, true);
+          if (!host_agrees && cfg.policy.require_host_match)
+            throw Refusal(421, "host-mismatch",
+                          m.count(http::field::host)
+                              ? fmt::format("the Host header '{}' is not the tunnel's host '{}' (domain fronting)",
+                                            std::string(m[http::field::host]).substr(0, 256), hostport(host.name, port))
+                              : std::string("no Host header: it must name the tunnel's host"),
+                          0);
+          auto max_body = check_request(rec, m, target, host, port, host_agrees);
           bool upgrade = m.count(http::field::upgrade) > 0;
           bool client_keep_alive = m.keep_alive();
           strip_hop_by_hop(m, upgrade);
@@ -1423,7 +1523,7 @@ struct Proxy::Impl {
                           bool upgrade, bool client_keep_alive, Scrub* scrub = nullptr) {
     for (;;) {
       http::response_parser<http::buffer_body> res;
-      res.header_limit(64 * 1024);
+      res.header_limit(kResponseHeaderLimit);
       res.body_limit(std::numeric_limits<std::uint64_t>::max());
       if (head) res.skip(true);
       co_await http::async_read_header(up, ubuf, res, use_awaitable);
@@ -1524,7 +1624,7 @@ struct Proxy::Impl {
         auto q = t.path.find('?');
         rec.path = q == std::string::npos ? t.path : t.path.substr(0, q) + "?…";
         auto route = co_await decide(rec, t.host, t.port);
-        auto max_body = check_request(rec, m, *a, t.port, false);
+        auto max_body = check_request(rec, m, t.path, *a, t.port, false);
         std::string key = hostport(rec.host, t.port);
         if (s->upstream_key != key || !s->upstream.is_open()) {
           s->upstream_key.clear();
@@ -1550,7 +1650,7 @@ struct Proxy::Impl {
         rec.up += co_await relay<true>(*s, s->client, buf, req, s->upstream, &check);
 
         // The response, relayed the same way.
-        boost::beast::flat_buffer ubuf;
+        boost::beast::flat_buffer ubuf(kResponseHeaderLimit + 4096);
         auto scrub = make_scrub(*a, t.port, false);
         Next next = co_await respond(*s, s->upstream, ubuf, s->client, rec, m.method() == http::verb::head, upgrade,
                                      client_keep_alive, scrub ? &*scrub : nullptr);

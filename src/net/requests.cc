@@ -1,5 +1,6 @@
 #include "net/requests.h"
 
+#include <optional>
 #include <vector>
 
 namespace airlock::net {
@@ -19,6 +20,33 @@ bool matches_line(const RequestLine& l, std::string_view method, std::string_vie
     if (!any) return false;
   }
   return path_matches(l.path, path);
+}
+
+// Servers agree on a path only in its plain form: a dot segment, a '#' or a
+// ';' parameter is resolved by some and passed on raw by others (the request
+// is forwarded as written), so on a host with rules they are refused.
+std::optional<std::string> not_plain(std::string_view target) {
+  if (target.find('#') != std::string_view::npos) return "a '#' in the request target";
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path.find(';') != std::string_view::npos) return "a ';' parameter in the path";
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i + 1);
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view seg = path.substr(i + 1, j - i - 1);
+    std::string dec;
+    for (size_t k = 0; k < seg.size(); ++k) {
+      if (seg[k] == '%' && k + 2 < seg.size() && hex(seg[k + 1]) >= 0 && hex(seg[k + 2]) >= 0) {
+        dec.push_back(static_cast<char>(hex(seg[k + 1]) * 16 + hex(seg[k + 2])));
+        k += 2;
+      } else {
+        dec.push_back(seg[k]);
+      }
+    }
+    if (dec == "." || dec == "..") return "a '.' or '..' segment in the path";
+    i = j;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -111,6 +139,20 @@ RequestVerdict judge_request(const NetworkPolicy& p, const Host& host, uint16_t 
     if (pattern_matches(r.host, host, port, true)) rules.push_back(&r);
   if (rules.empty()) return v;
   v.has_rules = true;
+  // Rules name methods in capitals; "delete" is DELETE to some servers.
+  for (char c : method)
+    if (c < 'A' || c > 'Z') {
+      v.allowed = false;
+      v.status = 400;
+      v.rule = fmt::format("ambiguous method '{}': methods are upper case", method);
+      return v;
+    }
+  if (auto why = not_plain(target)) {
+    v.allowed = false;
+    v.status = 400;
+    v.rule = "ambiguous path: " + *why;
+    return v;
+  }
   auto path = normalize_path(target);
   if (!path) {
     v.allowed = false;

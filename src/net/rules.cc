@@ -126,7 +126,9 @@ class Builder {
       } else if (key == "refuseOpaqueTunnels") {
         p_.refuse_opaque = v.get<bool>();
       } else if (key == "stripResponseHeaders") {
+        if (!v.is_array()) return err("{}: expected a list of header names", where);
         for (size_t i = 0; i < v.size(); ++i) {
+          if (!v[i].is_string()) return err("{}[{}]: expected a header name", where, i);
           std::string h = v[i].get<std::string>();
           if (h.empty() || h.find_first_of(" \t\r\n:") != std::string::npos)
             return err("{}[{}]: '{}' is not a header name", where, i, h);
@@ -214,8 +216,14 @@ class Builder {
     std::string methods = r.text.substr(0, sp);
     r.path = r.text.substr(sp + 1);
     if (r.path.empty() || r.path[0] != '/') return err("{}: '{}': the path must start with '/'", where, r.text);
-    if (r.path.find_first_of("?#%\\") != std::string::npos)
-      return err("{}: '{}': a path pattern has no query, fragment, '%' or '\\'", where, r.text);
+    if (r.path.find_first_of("?#%\\;") != std::string::npos)
+      return err("{}: '{}': a path pattern has no query, fragment, '%', ';' or '\\'", where, r.text);
+    // Requests are judged in plain form: a pattern that is not could never match.
+    for (const char* bad : {"//", "/./", "/../"})
+      if (r.path.find(bad) != std::string::npos)
+        return err("{}: '{}': '{}' never occurs in a judged path", where, r.text, bad);
+    if (r.path.size() >= 2 && (r.path.ends_with("/.") || r.path.ends_with("/..")))
+      return err("{}: '{}': a '.' or '..' segment never occurs in a judged path", where, r.text);
     if (methods != "*") {
       size_t i = 0;
       while (i <= methods.size()) {

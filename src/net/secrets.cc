@@ -40,17 +40,17 @@ char random_of(const char* alphabet, size_t size) {
   }
 }
 
-const char kDigits[] = "0123456789", kLower[] = "abcdefghijklmnopqrstuvwxyz", kUpper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
-// Same class, random: digits stay digits, letters keep their case, other
-// characters stay where they are (separators, JWT dots, '=' padding).
+// Same length, random letters and digits: only the separators '-', '_' and
+// '.' stay where they are (a token's visible structure). Nothing else of
+// the value shows through, not even which characters were digits.
 std::string same_shape(std::string_view s, double* bits) {
   std::string out(s);
   for (char& c : out) {
-    if (c >= '0' && c <= '9') c = random_of(kDigits, 10), *bits += 3.32;
-    else if (c >= 'a' && c <= 'z') c = random_of(kLower, 26), *bits += 4.7;
-    else if (c >= 'A' && c <= 'Z') c = random_of(kUpper, 26), *bits += 4.7;
+    if (c == '-' || c == '_' || c == '.') continue;
+    c = random_of(kAlnum, 62);
+    *bits += 5.95;
   }
   return out;
 }
@@ -204,6 +204,12 @@ class Builder {
                   (s.name[0] >= '0' && s.name[0] <= '9')))
       return err("{}: '{}' is not an environment variable name", where, s.name);
     if (file && s.mask && s.name.back() == '/') return err("{}: mode \"mask\" takes a file, not a folder", where);
+    // srt sends a masked value to every allowed domain when injectHosts is
+    // left out; airlock asks where it belongs instead (an allowed wildcard
+    // can be anyone's server).
+    if (s.mask && !s.inject_hosts)
+      return err("{}: mode \"mask\" needs \"injectHosts\": the hosts the real value may be sent to (airlock does "
+                 "not default to every allowed domain)", where);
     // A later layer's entry for the same variable or file replaces it.
     std::erase_if(p_.items, [&](const CredentialSpec& o) { return o.kind == s.kind && o.name == s.name; });
     p_.items.push_back(std::move(s));
@@ -244,7 +250,7 @@ std::string mint_placeholder(std::string_view real) {
       break;
     }
   out = std::string(prefix) + same_shape(real.substr(prefix.size()), &bits);
-  while (bits < 128) out.push_back(random_of(kAlnum, 62)), bits += 5.95;
+  while (bits < 80) out.push_back(random_of(kAlnum, 62)), bits += 5.95;
   // (A value of punctuation only, say, got its randomness from the padding.)
   return out;
 }
@@ -296,7 +302,7 @@ const Secret* SecretTable::find_in_name(std::string_view host) const {
   constexpr size_t kWindow = 16;
   std::string h;
   for (char c : host)
-    if (c != '.' && c != '-') h.push_back(static_cast<char>(::tolower(static_cast<unsigned char>(c))));
+    if (c != '.' && c != '-' && c != '_') h.push_back(static_cast<char>(::tolower(static_cast<unsigned char>(c))));
   for (const auto& s : secrets) {
     // The end of every placeholder is random (a JWT's signature, a token's
     // body after its prefix).

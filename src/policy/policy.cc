@@ -219,7 +219,18 @@ Result<Policy> build_policy(const RunOptions& opts, const std::vector<Settings>&
     const auto& c = p.credentials.items[i];
     if (c.kind != net::CredentialSpec::Kind::File) continue;
     AIRLOCK_TRY(b.add(RuleKind::DenyRead, c.name, true, c.where, false));
-    if (c.mask) p.masked_files.emplace_back(i, p.rules.back().path);
+    if (!c.mask) continue;
+    // The file's bytes become a secret the proxy hands out: it must be the
+    // file named, not wherever a link there points (a repository can ship
+    // `.env -> ~/.ssh/id_ed25519`).
+    std::string lexical = fs::absolutize(c.name, p.home, p.workspace);
+    struct stat lst {};
+    if (::lstat(lexical.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+      return err("{}: '{}' is a symbolic link; name the credential file itself", c.where, c.name);
+    const std::string& real = p.rules.back().path;
+    if (fs::is_within(lexical, p.workspace) && !fs::is_within(real, p.workspace))
+      return err("{}: '{}' leads outside the workspace (to {}) through a link", c.where, c.name, real);
+    p.masked_files.emplace_back(i, real);
   }
 
   // 3. Command line.

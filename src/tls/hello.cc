@@ -28,6 +28,10 @@ int on_hello(SSL* ssl, int* alert, void* arg) {
       i += 3 + n;
     }
   }
+  constexpr unsigned kEncryptedClientHello = 0xfe0d;
+  const unsigned char* ech = nullptr;
+  size_t ech_len = 0;
+  out->ech = SSL_client_hello_get0_ext(ssl, kEncryptedClientHello, &ech, &ech_len) == 1;
   *alert = SSL_AD_HANDSHAKE_FAILURE;
   return SSL_CLIENT_HELLO_ERROR;  // seen enough: stop here
 }

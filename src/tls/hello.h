@@ -13,6 +13,7 @@ namespace airlock::tls {
 struct Hello {
   bool complete = false;  // a whole ClientHello was parsed
   std::string sni;        // empty: the hello names no server
+  bool ech = false;       // it carries an encrypted_client_hello extension
 };
 
 // How many bytes the first TLS record needs (header included), or 0 if the

@@ -104,6 +104,11 @@ Status add_secrets(Materials& m, policy::Policy& p, std::vector<std::string>& ca
       net::wipe(real);
       continue;
     }
+    if (real.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
+      net::wipe(real);
+      wipe_variable(c.name, caller_env, p);
+      return err("{}: {} holds more than one line; mask takes a one-line token (use mode \"deny\")", c.where, c.name);
+    }
     std::string ph = push(c, c.name, real);
     net::wipe(real);
     wipe_variable(c.name, caller_env, p);
@@ -127,6 +132,10 @@ Status add_secrets(Materials& m, policy::Policy& p, std::vector<std::string>& ca
       p.notes.push_back(fmt::format("{}: {} is empty; nothing to mask", c.where, path));
       net::wipe(*text);
       continue;
+    }
+    if (text->find_first_of(std::string("\r\n\0", 3)) < end) {
+      net::wipe(*text);
+      return err("{}: {} holds more than one line; mask takes a one-line token (use mode \"deny\")", c.where, path);
     }
     std::string ph = push(c, "file " + c.name, std::string_view(*text).substr(0, end));
     net::wipe(*text);
