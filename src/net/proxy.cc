@@ -842,12 +842,14 @@ struct Proxy::Impl {
         if (m.count(o))
           throw Refusal(403, "blocked-by-request-rule", fmt::format("{} is refused on hosts with request rules", o), 0);
     }
-    // Upgrades: WebSocket only. After a 101 the bytes are no longer read as
-    // requests, so "Upgrade: h2c" would carry unchecked requests.
-    if (m.count(http::field::upgrade) && !iequals(trim(m[http::field::upgrade]), "websocket"))
-      throw Refusal(400, "bad-request",
-                    fmt::format("Upgrade '{}' is refused: only WebSocket upgrades pass", std::string(m[http::field::upgrade])), 0);
     const SecretTable* t = cfg.secrets.get();
+    // Where requests are checked one by one (rules, credentials), upgrades
+    // are WebSocket only: after a 101 the bytes are no longer read as
+    // requests, so "Upgrade: h2c" would carry unchecked ones.
+    if ((v.has_rules || t) && m.count(http::field::upgrade) && !iequals(trim(m[http::field::upgrade]), "websocket"))
+      throw Refusal(400, "bad-request",
+                    fmt::format("Upgrade '{}' is refused: only WebSocket upgrades pass where requests are checked",
+                                std::string(m[http::field::upgrade])), 0);
     if (!t) return v.max_body;
     auto usable = [&](const Secret& sec) { return (tls || t->allow_plaintext) && t->bound_to(sec, host, port); };
     std::string to = tls ? host.name : host.name + " in plain HTTP";
