@@ -22,6 +22,23 @@ bool matches_line(const RequestLine& l, std::string_view method, std::string_vie
   return path_matches(l.path, path);
 }
 
+std::string lower(std::string_view s) {
+  std::string o(s);
+  for (char& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return o;
+}
+
+// A deny line covers more than its letter: many servers route "/admin/" as
+// "/admin" and ignore case in paths, so deny lines do too. (Allow lines do
+// not: widening them would let more through.)
+bool matches_deny(const RequestLine& l, std::string_view method, std::string_view path) {
+  RequestLine folded = l;
+  folded.path = lower(l.path);
+  std::string p = lower(path);
+  if (matches_line(folded, method, p)) return true;
+  return p.size() > 1 && p.back() == '/' && matches_line(folded, method, std::string_view(p).substr(0, p.size() - 1));
+}
+
 // Servers agree on a path only in its plain form: a dot segment, a '#' or a
 // ';' parameter is resolved by some and passed on raw by others (the request
 // is forwarded as written), so on a host with rules they are refused.
@@ -165,7 +182,7 @@ RequestVerdict judge_request(const NetworkPolicy& p, const Host& host, uint16_t 
   for (const auto* r : rules) {
     if (r->max_body && (!v.max_body || *r->max_body < *v.max_body)) v.max_body = r->max_body;
     for (const auto& l : r->deny)
-      if (matches_line(l, method, *path)) {
+      if (matches_deny(l, method, *path)) {
         v.allowed = false;
         v.status = 403;
         v.rule = fmt::format("requestRules deny '{}' ({})", l.text, l.where);

@@ -216,6 +216,9 @@ class Builder {
     std::string methods = r.text.substr(0, sp);
     r.path = r.text.substr(sp + 1);
     if (r.path.empty() || r.path[0] != '/') return err("{}: '{}': the path must start with '/'", where, r.text);
+    for (char c : r.path)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        return err("{}: a path pattern has no control characters", where);
     if (r.path.find_first_of("?#%\\;") != std::string::npos)
       return err("{}: '{}': a path pattern has no query, fragment, '%', ';' or '\\'", where, r.text);
     // Requests are judged in plain form: a pattern that is not could never match.

@@ -48,11 +48,10 @@ Result<CredentialPolicy> build_credential_policy(const std::vector<std::pair<std
                                                  const NetworkPolicy& network);
 
 // A placeholder of the same shape as `real`: a known prefix kept (sk-ant-,
-// ghp_, github_pat_, xoxb-, AKIA, ...), every other character replaced by a
-// random one of its class (digit, lower, upper; punctuation kept), same
+// ghp_, github_pat_, xoxb-, AKIA, ...), the separators '-', '_' and '.'
+// kept in place, every other character a random letter or digit, same
 // length; a JWT keeps its header and claims and gets a random signature.
-// Never fewer than 128 random bits: a short value gets a longer
-// placeholder.
+// Never fewer than 80 random bits: a short value gets a longer placeholder.
 std::string mint_placeholder(std::string_view real);
 
 // Bytes kept out of core dumps (MADV_DONTDUMP), locked in memory where the

@@ -50,6 +50,11 @@ Hello parse_client_hello(const uint8_t* data, size_t n) {
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
   if (!ctx) return out;
   SSL_CTX_set_client_hello_cb(ctx.get(), on_hello, &out);
+  // OpenSSL 3.0 drops extensions it does not know while it reads a hello;
+  // registering ECH's type keeps it visible to the callback.
+  (void)SSL_CTX_add_custom_ext(
+      ctx.get(), 0xfe0d, SSL_EXT_CLIENT_HELLO, nullptr, nullptr, nullptr,
+      [](SSL*, unsigned, unsigned, const unsigned char*, size_t, X509*, size_t, int*, void*) { return 1; }, nullptr);
   std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
   if (!ssl) return out;
   BIO* in = BIO_new_mem_buf(data, static_cast<int>(n));
