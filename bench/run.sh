@@ -2,6 +2,8 @@
 # Runs the start-up benchmark against bare, bwrap and (when it can be set
 # up) srt, in one run. Installs bwrap, and srt's own dependencies, if
 # missing; srt itself goes into a scratch folder (bench/.srt) with Node 22.
+# Then the egress proxy (bench/proxy.sh) and TLS inspection (bench/tls.sh)
+# benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh  # bwrap, ripgrep, socat; SRT
@@ -14,3 +16,4 @@ bin=$(realpath build/airlock)
 cd "$ws"
 "$OLDPWD/build/bench-startup" --runs "${RUNS:-200}" --airlock "$bin" ${SRT:+--srt "$SRT"}
 echo; "$OLDPWD/bench/proxy.sh"
+echo; "$OLDPWD/bench/tls.sh"
