@@ -3,6 +3,7 @@
 #include "tls/ca.h"
 
 #include <arpa/inet.h>
+#include <openssl/ec.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -72,6 +73,21 @@ Result<Pkey> new_p256_key(const char* what) {
   if (!key) return ssl_err(fmt::format("{}: EVP_PKEY_Q_keygen(EC P-256)", what));
   return key;
 }
+
+// The leaves' key, as a legacy EC_KEY: OpenSSL 3.0 encodes a provider key
+// anew (an encoder lookup, about 0.5 ms) every time a certificate takes it,
+// a legacy one in microseconds; a leaf is minted for every new host.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+Result<Pkey> new_leaf_key() {
+  std::unique_ptr<EC_KEY, decltype(&EC_KEY_free)> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1), EC_KEY_free);
+  if (!ec || EC_KEY_generate_key(ec.get()) != 1) return ssl_err("TLS leaf key: EC_KEY_generate_key(P-256)");
+  Pkey key(EVP_PKEY_new());
+  if (!key || EVP_PKEY_assign_EC_KEY(key.get(), ec.get()) != 1) return ssl_err("TLS leaf key: EVP_PKEY_assign_EC_KEY");
+  ec.release();  // owned by key now
+  return key;
+}
+#pragma GCC diagnostic pop
 
 Clock::time_point to_time_point(const ASN1_TIME* t) {
   std::tm tm{};
@@ -247,7 +263,7 @@ Result<Authority> Authority::generate(std::chrono::hours lifetime) {
   if (X509_sign(x, a.key_.get(), EVP_sha256()) <= 0) return ssl_err("X509_sign(CA)");
   a.cert_ = std::move(*cert);
 
-  auto leaf_key = new_p256_key("TLS leaf key");
+  auto leaf_key = new_leaf_key();
   if (!leaf_key) return leaf_key.error();
   a.leaf_key_ = std::move(*leaf_key);
   return a;
@@ -278,7 +294,7 @@ Result<Authority> Authority::load(const std::string& cert_path, const std::strin
   if (X509_check_private_key(a.cert_.get(), a.key_.get()) != 1)
     return ssl_err(fmt::format("{}: the key does not match the certificate {}", key_path, cert_path));
 
-  auto leaf_key = new_p256_key("TLS leaf key");
+  auto leaf_key = new_leaf_key();
   if (!leaf_key) return leaf_key.error();
   a.leaf_key_ = std::move(*leaf_key);
   return a;
