@@ -39,6 +39,7 @@
 
 #include "net/requests.h"
 #include "tls/hello.h"
+#include "tls/stream.h"
 #include "util/log.h"
 
 namespace airlock::net {
@@ -311,6 +312,9 @@ struct Proxy::Impl {
       server_tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                               asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
       SSL_CTX_set_options(server_tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
+      // Whole socket reads, not a record at a time (tls/stream.h).
+      SSL_CTX_set_read_ahead(server_tls->native_handle(), 1);
+      SSL_CTX_set_default_read_buffer_len(server_tls->native_handle(), 64 * 1024);
       SSL_CTX_set_alpn_select_cb(
           server_tls->native_handle(),
           [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen, void*) {
@@ -334,6 +338,9 @@ struct Proxy::Impl {
       client_tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                               asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
       client_tls->set_verify_mode(asio::ssl::verify_peer);
+      SSL_CTX_set_options(client_tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
+      SSL_CTX_set_read_ahead(client_tls->native_handle(), 1);
+      SSL_CTX_set_default_read_buffer_len(client_tls->native_handle(), 64 * 1024);
       if (SSL_CTX_set_default_verify_paths(client_tls->native_handle()) != 1)
         return err("network.tlsTerminate: cannot load this machine's trust store: {}", tls::openssl_error());
       for (const auto& f : cfg.policy.tls.upstream_ca)
@@ -774,6 +781,20 @@ struct Proxy::Impl {
     return "Basic " + out;
   }
 
+  static std::string percent_decoded(std::string_view v) {
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '%' && i + 2 < v.size() && std::isxdigit(static_cast<unsigned char>(v[i + 1])) &&
+          std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
+        out.push_back(static_cast<char>(std::stoi(std::string(v.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+      } else {
+        out.push_back(v[i] == '+' ? ' ' : v[i]);
+      }
+    }
+    return out;
+  }
+
   static std::string swap_in(std::string v, const std::vector<const Secret*>& found) {
     for (const Secret* sec : found)
       for (size_t at = v.find(sec->placeholder); at != std::string::npos; at = v.find(sec->placeholder, at)) {
@@ -853,7 +874,17 @@ struct Proxy::Impl {
     if (!t) return v.max_body;
     auto usable = [&](const Secret& sec) { return (tls || t->allow_plaintext) && t->bound_to(sec, host, port); };
     std::string to = tls ? host.name : host.name + " in plain HTTP";
+    // Anywhere else a placeholder could ride: the method, header names, and
+    // the URL once percent-decoded (the server decodes it).
+    for (const Secret* sec : t->find(m.method_string()))
+      exfiltration(rec, *sec, fmt::format("was on its way to {} as the method", to));
+    for (const auto& f : m)
+      for (const Secret* sec : t->find(f.name_string()))
+        exfiltration(rec, *sec, fmt::format("was on its way to {} in a header name", to));
     std::string target(m.target());
+    for (const Secret* sec : t->find(percent_decoded(target)))
+      if (target.find(sec->placeholder) == std::string::npos)
+        exfiltration(rec, *sec, fmt::format("was on its way to {} percent-encoded in the URL", to));
     auto in_target = t->find(target);
     bool any_usable = false;
     for (const auto& sec : t->secrets) any_usable |= usable(sec);
@@ -1118,7 +1149,7 @@ struct Proxy::Impl {
     audit(rec);
   }
 
-  using TlsStream = asio::ssl::stream<tcp::socket&>;
+  using TlsStream = tls::Stream;
 
   struct Counter {
     size_t& n;
@@ -1141,7 +1172,7 @@ struct Proxy::Impl {
       refuse_open(rec, 502, "tls", leaf.error().message);
       co_return;
     }
-    TlsStream down(s->client, *server_tls);
+    TlsStream down(s->client, server_tls->native_handle());
     SSL_use_certificate(down.native_handle(), leaf->get());
     SSL_use_PrivateKey(down.native_handle(), cfg.ca->leaf_key());
     // A client that names another server (fronting, or a misdirected
@@ -1151,18 +1182,18 @@ struct Proxy::Impl {
     SSL_set_app_data(down.native_handle(), &choice);
     s->touch(std::chrono::milliseconds(cfg.policy.tls.handshake_timeout_ms));
     error_code ec;
-    co_await down.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+    co_await down.async_handshake(TlsStream::Role::Server, asio::redirect_error(use_awaitable, ec));
+    SSL_set_app_data(down.native_handle(), nullptr);  // `choice` lives in this frame only
     if (ec) {
       refuse_open(rec, 400, "tls-handshake",
                   fmt::format("TLS handshake with the client failed: {} (does it trust airlock's CA?)", ec.message()));
       co_return;
     }
     std::optional<Refusal> early;
-    SSL_set_app_data(down.native_handle(), nullptr);
     if (choice.mismatch && cfg.policy.require_host_match)
       early = Refusal(421, "host-mismatch", fmt::format("the TLS server name '{}' is not the tunnel's host '{}' (domain fronting)",
                                                         choice.sni, host.name), 0);
-    TlsStream up(s->upstream, *client_tls);
+    TlsStream up(s->upstream, client_tls->native_handle());
     if (!early) {
       SSL* u = up.native_handle();
       if (host.ip) {
@@ -1172,7 +1203,7 @@ struct Proxy::Impl {
         SSL_set1_host(u, host.name.c_str());
       }
       s->touch(std::chrono::milliseconds(cfg.policy.tls.handshake_timeout_ms));
-      co_await up.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, ec));
+      co_await up.async_handshake(TlsStream::Role::Client, asio::redirect_error(use_awaitable, ec));
       if (ec) {
         long vr = SSL_get_verify_result(u);
         early = Refusal(502, "upstream-certificate",
@@ -1183,6 +1214,7 @@ struct Proxy::Impl {
       }
     }
     co_await serve_inspected(s, rec, down, up, host, port, early);
+    audit(rec);  // the tunnel itself, as for an opaque one (its requests have lines of their own)
   }
 
   // Copies bytes both ways between two streams (an upgraded connection

@@ -44,7 +44,9 @@ void wipe_variable(const std::string& name, std::vector<std::string>& caller_env
 Status add_bundle(Materials& m, policy::Policy& p) {
   const auto& t = p.network.tls;
   auto ca = t.ca_cert.empty() ? Authority::generate() : Authority::load(t.ca_cert, t.ca_key);
-  if (!ca) return ca.error();
+  if (!ca)
+    return t.ca_cert.empty() ? ca.error()
+                             : err("network.tlsTerminate.caCertPath/caKeyPath: {}", ca.error().message);
   m.ca = std::make_shared<Authority>(std::move(*ca));
   Bundle b = build_bundle(m.ca->cert_pem(), t.extra_ca);
   for (const auto& n : b.notes) p.notes.push_back("network.tlsTerminate: " + n);
@@ -89,6 +91,11 @@ Status add_secrets(Materials& m, policy::Policy& p, std::vector<std::string>& ca
     table->secrets.push_back(std::move(s));
     return table->secrets.back().placeholder;
   };
+  // A masked credential's hosts are verified even when its value is not
+  // set this time: no one else's token goes there either.
+  for (const auto& c : cp.items)
+    if (c.mask && c.inject_hosts)
+      for (const auto& h : *c.inject_hosts) table->verify_hosts.push_back(h);
   for (const auto& c : cp.items) {
     if (c.kind != net::CredentialSpec::Kind::Env) continue;
     std::string prefix = c.name + "=";
@@ -143,7 +150,7 @@ Status add_secrets(Materials& m, policy::Policy& p, std::vector<std::string>& ca
     AIRLOCK_TRY(write_new(file, ph + tail));
     p.overlays.push_back({path, file, fmt::format("{}: the placeholder in place of the credential", c.where)});
   }
-  if (!table->secrets.empty()) m.secrets = std::move(table);
+  if (!table->secrets.empty() || !table->verify_hosts.empty()) m.secrets = std::move(table);
   return {};
 }
 
@@ -170,7 +177,7 @@ std::vector<std::string> bundle_environment(const std::string& bundle) {
 Result<Materials> prepare(policy::Policy& p, std::vector<std::string>& caller_env) {
   Materials m;
   bool tls = p.network.enabled && p.network.tls.enabled;
-  if (!tls && p.masked_files.empty() && !p.credentials.any_masked()) {
+  if (!tls && p.masked_files.empty() && !p.credentials.any_masked() && p.credentials.verify_hosts.empty()) {
     // Still: denied variables never reach the sandbox, nor stay here.
     for (const auto& c : p.credentials.items)
       if (c.kind == net::CredentialSpec::Kind::Env) wipe_variable(c.name, caller_env, p);
