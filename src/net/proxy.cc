@@ -39,7 +39,6 @@
 
 #include "net/requests.h"
 #include "tls/hello.h"
-#include "tls/stream.h"
 #include "util/log.h"
 
 namespace airlock::net {
@@ -288,8 +287,15 @@ struct Proxy::Impl {
     bool mismatch = false;
   };
 
+  // Where the SNI callback finds its connection's SniChoice. (Not the SSL's
+  // app data: Asio's engine owns that and deletes what it finds there.)
+  static int sni_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+  }
+
   static int on_server_name(SSL* ssl, int*, void*) {
-    auto* c = static_cast<SniChoice*>(SSL_get_app_data(ssl));
+    auto* c = static_cast<SniChoice*>(SSL_get_ex_data(ssl, sni_index()));
     const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     if (!c || !name) return SSL_TLSEXT_ERR_OK;
     c->sni = name;
@@ -312,9 +318,7 @@ struct Proxy::Impl {
       server_tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                               asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
       SSL_CTX_set_options(server_tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
-      // Whole socket reads, not a record at a time (tls/stream.h).
-      SSL_CTX_set_read_ahead(server_tls->native_handle(), 1);
-      SSL_CTX_set_default_read_buffer_len(server_tls->native_handle(), 64 * 1024);
+
       SSL_CTX_set_alpn_select_cb(
           server_tls->native_handle(),
           [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen, void*) {
@@ -339,8 +343,7 @@ struct Proxy::Impl {
                               asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
       client_tls->set_verify_mode(asio::ssl::verify_peer);
       SSL_CTX_set_options(client_tls->native_handle(), SSL_OP_NO_RENEGOTIATION);
-      SSL_CTX_set_read_ahead(client_tls->native_handle(), 1);
-      SSL_CTX_set_default_read_buffer_len(client_tls->native_handle(), 64 * 1024);
+
       if (SSL_CTX_set_default_verify_paths(client_tls->native_handle()) != 1)
         return err("network.tlsTerminate: cannot load this machine's trust store: {}", tls::openssl_error());
       for (const auto& f : cfg.policy.tls.upstream_ca)
@@ -1149,7 +1152,7 @@ struct Proxy::Impl {
     audit(rec);
   }
 
-  using TlsStream = tls::Stream;
+  using TlsStream = asio::ssl::stream<tcp::socket&>;
 
   struct Counter {
     size_t& n;
@@ -1172,18 +1175,18 @@ struct Proxy::Impl {
       refuse_open(rec, 502, "tls", leaf.error().message);
       co_return;
     }
-    TlsStream down(s->client, server_tls->native_handle());
+    TlsStream down(s->client, *server_tls);
     SSL_use_certificate(down.native_handle(), leaf->get());
     SSL_use_PrivateKey(down.native_handle(), cfg.ca->leaf_key());
     // A client that names another server (fronting, or a misdirected
     // client) gets a certificate for that name, so that it reads the 421
     // below instead of failing on a certificate error it cannot explain.
     SniChoice choice{cfg.ca.get(), &host, {}};
-    SSL_set_app_data(down.native_handle(), &choice);
+    SSL_set_ex_data(down.native_handle(), sni_index(), &choice);
     s->touch(std::chrono::milliseconds(cfg.policy.tls.handshake_timeout_ms));
     error_code ec;
-    co_await down.async_handshake(TlsStream::Role::Server, asio::redirect_error(use_awaitable, ec));
-    SSL_set_app_data(down.native_handle(), nullptr);  // `choice` lives in this frame only
+    co_await down.async_handshake(asio::ssl::stream_base::server, asio::redirect_error(use_awaitable, ec));
+    SSL_set_ex_data(down.native_handle(), sni_index(), nullptr);  // `choice` lives in this frame only
     if (ec) {
       refuse_open(rec, 400, "tls-handshake",
                   fmt::format("TLS handshake with the client failed: {} (does it trust airlock's CA?)", ec.message()));
@@ -1193,7 +1196,7 @@ struct Proxy::Impl {
     if (choice.mismatch && cfg.policy.require_host_match)
       early = Refusal(421, "host-mismatch", fmt::format("the TLS server name '{}' is not the tunnel's host '{}' (domain fronting)",
                                                         choice.sni, host.name), 0);
-    TlsStream up(s->upstream, client_tls->native_handle());
+    TlsStream up(s->upstream, *client_tls);
     if (!early) {
       SSL* u = up.native_handle();
       if (host.ip) {
@@ -1203,7 +1206,7 @@ struct Proxy::Impl {
         SSL_set1_host(u, host.name.c_str());
       }
       s->touch(std::chrono::milliseconds(cfg.policy.tls.handshake_timeout_ms));
-      co_await up.async_handshake(TlsStream::Role::Client, asio::redirect_error(use_awaitable, ec));
+      co_await up.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(use_awaitable, ec));
       if (ec) {
         long vr = SSL_get_verify_result(u);
         early = Refusal(502, "upstream-certificate",
@@ -1514,7 +1517,7 @@ struct Proxy::Impl {
                                    http::parser<isRequest, http::buffer_body>& p, Out& out, BodyCheck* check = nullptr,
                                    Scrub* scrub = nullptr) {
     http::serializer<isRequest, http::buffer_body> sr{p.get()};
-    std::array<char, 16384> chunk;
+    std::vector<char> chunk(64 * 1024);  // (bodies: fewer, larger TLS writes per byte)
     uint64_t total = 0;
     co_await http::async_write_header(out, sr, use_awaitable);
     do {
