@@ -21,3 +21,25 @@ if command -v npm >/dev/null; then
   cli="$scratch/node_modules/@anthropic-ai/sandbox-runtime/dist/cli.js"
   [ -x "$node22" ] && [ -f "$cli" ] && SRT="$(realpath "$node22") $(realpath "$cli")"
 fi
+
+# For proxy.sh and tls.sh: builds airlock unless AIRLOCK names one, and
+# bench/$1_bench.cc as build/bench-$1 (the rest of the arguments go to g++
+# after the source); says so when srt's columns are left out; then moves
+# into a scratch folder, removed on exit. Sets bin (airlock) and exe (the
+# benchmark), both absolute.
+bench_setup() {
+  local name=$1
+  shift
+  if [ -z "${AIRLOCK:-}" ]; then
+    cmake --build build -j"$(nproc)" >/dev/null
+    AIRLOCK=build/airlock
+  fi
+  mkdir -p build
+  g++ -O2 -std=c++20 -o "build/bench-$name" "bench/${name}_bench.cc" "$@"
+  [ -n "$SRT" ] || echo "srt could not be set up (npm missing?): its columns are left out"
+  ws=$(mktemp -d /var/tmp/airlock-bench-XXXXXX)
+  trap 'rm -rf "$ws"' EXIT
+  bin=$(realpath "$AIRLOCK")
+  exe=$(realpath "build/bench-$name")
+  cd "$ws"
+}

@@ -10,20 +10,7 @@
 #   ROUNDS=3 BULK_MIB=1024 HOLD=1000 bench/proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/common.sh  # bwrap, ripgrep, socat; SRT
-if [ -z "${AIRLOCK:-}" ]; then
-  cmake --build build -j"$(nproc)" >/dev/null
-  AIRLOCK=build/airlock
-fi
-mkdir -p build
-g++ -O2 -std=c++20 -o build/bench-proxy bench/proxy_bench.cc -pthread
-
-[ -n "$SRT" ] || echo "srt could not be set up (npm missing?): its column is left out"
-
-ws=$(mktemp -d /var/tmp/airlock-bench-XXXXXX)
-trap 'rm -rf "$ws"' EXIT
-bin=$(realpath "$AIRLOCK")
-exe=$(realpath build/bench-proxy)
-cd "$ws"
+. bench/common.sh  # bwrap, ripgrep, socat; SRT; bench_setup
+bench_setup proxy -pthread
 "$exe" --airlock "$bin" ${SRT:+--srt "$SRT"} --rounds "${ROUNDS:-3}" --bulk-mib "${BULK_MIB:-1024}" \
   --hold "${HOLD:-1000}" --conc "${CONC:-64}"

@@ -38,6 +38,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -56,26 +58,12 @@
 #include <thread>
 #include <vector>
 
-using Clock = std::chrono::steady_clock;
-static double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
 static void raise_nofile() {
   struct rlimit rl {};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-}
-
-static bool write_all(int fd, const void* p, size_t n) {
-  auto* c = static_cast<const char*>(p);
-  while (n) {
-    ssize_t w = ::send(fd, c, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    c += w, n -= static_cast<size_t>(w);
-  }
-  return true;
 }
 
 static bool read_exact(int fd, void* p, size_t n) {
@@ -106,17 +94,10 @@ struct Server {
   static inline char blob[1 << 20];
 
   bool start(int nthreads) {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 4096) != 0) return false;
-    socklen_t len = sizeof a;
-    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
+    int s = listen_tcp("127.0.0.1", 0, SOCK_NONBLOCK, 4096, port);
+    if (s < 0) return false;
     listeners.push_back(s);
+    int one = 1;
     // The same port on ::1 too, in case a proxy resolves "localhost" there.
     int s6 = ::socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s6 >= 0) {
@@ -264,15 +245,10 @@ struct Relay {
   int ep = -1;
 
   bool start(uint16_t server_port) {
-    int l = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 4096) != 0) return false;
-    socklen_t len = sizeof a;
-    getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    upstream = a;
+    int l = listen_tcp("127.0.0.1", 0, SOCK_NONBLOCK, 4096, port);
+    if (l < 0) return false;
+    upstream.sin_family = AF_INET;
+    upstream.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     upstream.sin_port = htons(server_port);
     ep = epoll_create1(EPOLL_CLOEXEC);
     epoll_event ev{};
@@ -411,66 +387,12 @@ struct Dialer {
   std::string auth;     // "Proxy-Authorization: Basic ...\r\n" or ""
   double timeout_s = 10;  // for each connect, send and receive
 
-  static std::string pct_decode(const std::string& s) {
-    std::string o;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '%' && i + 2 < s.size() + 0 && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
-        o += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-        i += 2;
-      } else {
-        o += s[i];
-      }
-    }
-    return o;
-  }
-  static std::string base64(const std::string& in) {
-    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string o;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-      uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8 | uint8_t(in[i + 2]);
-      o += t[v >> 18], o += t[v >> 12 & 63], o += t[v >> 6 & 63], o += t[v & 63];
-    }
-    if (i + 1 == in.size()) {
-      uint32_t v = uint8_t(in[i]) << 16;
-      o += t[v >> 18], o += t[v >> 12 & 63], o += "==";
-    } else if (i + 2 == in.size()) {
-      uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8;
-      o += t[v >> 18], o += t[v >> 12 & 63], o += t[v >> 6 & 63], o += '=';
-    }
-    return o;
-  }
-  static bool parse_hostport(std::string hp, sockaddr_in& a) {
-    auto colon = hp.rfind(':');
-    if (colon == std::string::npos) return false;
-    std::string h = hp.substr(0, colon);
-    if (h == "localhost") h = "127.0.0.1";
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(atoi(hp.c_str() + colon + 1)));
-    return inet_pton(AF_INET, h.c_str(), &a.sin_addr) == 1;
-  }
-
   // how: "direct", "proxy" (the one HTTPS_PROXY names) or "proxy=IP:PORT"
   std::string setup(const std::string& how, const std::string& tgt) {
     via_proxy = how != "direct";
     target = tgt;
     if (!via_proxy) return parse_hostport(tgt, addr) ? "" : "bad target " + tgt;
-    if (how.rfind("proxy=", 0) == 0) return parse_hostport(how.substr(6), addr) ? "" : "bad proxy " + how;
-    const char* env = nullptr;
-    for (const char* k : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"})
-      if ((env = getenv(k)) && *env) break;
-    if (!env || !*env) return "no HTTPS_PROXY/HTTP_PROXY in the environment";
-    std::string u = env;
-    if (u.rfind("http://", 0) == 0) u = u.substr(7);
-    if (auto slash = u.find('/'); slash != std::string::npos) u = u.substr(0, slash);
-    if (auto at = u.rfind('@'); at != std::string::npos) {
-      std::string cred = u.substr(0, at);
-      u = u.substr(at + 1);
-      auto c = cred.find(':');
-      std::string user = pct_decode(cred.substr(0, c)), pass = c == std::string::npos ? "" : pct_decode(cred.substr(c + 1));
-      auth = "Proxy-Authorization: Basic " + base64(user + ":" + pass) + "\r\n";
-    }
-    return parse_hostport(u, addr) ? "" : "cannot parse the proxy address " + std::string(env);
+    return proxy_address(how, addr, auth);
   }
 
   // A connected socket to the target (through the proxy when asked), or -1.
@@ -535,17 +457,7 @@ static int client_main(int argc, char** argv) {
   }
   std::string mode = argv[4];
   std::string why;
-  // srt starts its in-sandbox relay (socat) in the background, racing the
-  // command: wait (untimed) until the proxy's port answers.
-  if (d.via_proxy) {
-    for (int i = 0; i < 300; ++i) {
-      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      bool up = ::connect(fd, reinterpret_cast<const sockaddr*>(&d.addr), sizeof d.addr) == 0;
-      ::close(fd);
-      if (up) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
+  if (d.via_proxy) wait_for_proxy(d.addr);
   if (mode == "bulk") {  // bulk BYTES MAX_SECONDS: stops early (and says so) at MAX_SECONDS
     uint64_t n = std::stoull(argv[5]);
     double cap = argc > 6 ? atof(argv[6]) : 1e9;
@@ -678,82 +590,6 @@ static int client_main(int argc, char** argv) {
 
 // ---------------------------------------------------------------- driver
 
-// A child with a pipe on stdin and stdout; stderr goes to a file.
-struct Child {
-  pid_t pid = -1;
-  int in = -1, out = -1;
-  std::string errfile, buf;
-
-  bool spawn(const std::vector<std::string>& argv, const std::string& errpath) {
-    int pi[2], po[2];
-    if (pipe2(pi, O_CLOEXEC) || pipe2(po, O_CLOEXEC)) return false;
-    errfile = errpath;
-    std::vector<char*> a;
-    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    int ef = ::open(errpath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    pid = fork();
-    if (pid == 0) {
-      dup2(pi[0], 0);
-      dup2(po[1], 1);
-      if (ef >= 0) dup2(ef, 2);
-      setpgid(0, 0);
-      execvp(a[0], a.data());
-      _exit(127);
-    }
-    ::close(pi[0]);
-    ::close(po[1]);
-    if (ef >= 0) ::close(ef);
-    in = pi[1];
-    out = po[0];
-    return pid > 0;
-  }
-  // One line of stdout, or nullopt on EOF or timeout.
-  std::optional<std::string> line(double timeout_s) {
-    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
-    for (;;) {
-      if (auto nl = buf.find('\n'); nl != std::string::npos) {
-        std::string l = buf.substr(0, nl);
-        buf.erase(0, nl + 1);
-        return l;
-      }
-      int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-      if (ms <= 0) return std::nullopt;
-      pollfd p{out, POLLIN, 0};
-      if (poll(&p, 1, ms) <= 0) continue;
-      char b[65536];
-      ssize_t r = ::read(out, b, sizeof b);
-      if (r <= 0) return std::nullopt;
-      buf.append(b, static_cast<size_t>(r));
-    }
-  }
-  void say(const char* s) { (void)!::write(in, s, strlen(s)); }
-  int finish(double timeout_s) {
-    if (in >= 0) ::close(in), in = -1;
-    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
-    int st = 0;
-    for (;;) {
-      pid_t r = waitpid(pid, &st, WNOHANG);
-      if (r == pid) break;
-      if (Clock::now() > deadline) {
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    if (out >= 0) ::close(out), out = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  }
-  std::string err_tail() const {
-    std::ifstream f(errfile);
-    std::string s((std::istreambuf_iterator<char>(f)), {});
-    if (s.size() > 600) s = "..." + s.substr(s.size() - 600);
-    return s;
-  }
-};
-
 struct Runner {
   std::string name;
   std::vector<std::string> prefix;  // what wraps the client
@@ -791,26 +627,6 @@ static std::optional<std::string> run_client(Runner& r, const std::vector<std::s
     return std::nullopt;
   }
   return l;
-}
-
-static std::vector<double> nums(const std::string& line) {
-  std::istringstream ss(line);
-  std::string tag;
-  ss >> tag;
-  std::vector<double> v;
-  for (double x; ss >> x;) v.push_back(x);
-  return v;
-}
-
-static double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-static double pct(std::vector<double> v, double p) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 // /proc helpers
@@ -880,22 +696,6 @@ static pid_t find_supervisor(pid_t root) {
     }
   }
   return -1;
-}
-
-// Share of CPU time idle over half a second, from /proc/stat.
-static double idle_share() {
-  auto read = [] {
-    std::ifstream f("/proc/stat");
-    std::string cpu;
-    f >> cpu;
-    double v[10] = {}, total = 0;
-    for (double& x : v) f >> x, total += x;
-    return std::pair<double, double>(v[3] + v[4], total);
-  };
-  auto a = read();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  auto b = read();
-  return b.second > a.second ? (b.first - a.first) / (b.second - a.second) : 1.0;
 }
 
 struct Mem {
@@ -975,11 +775,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  self_exe = std::string(exe, static_cast<size_t>(std::max<ssize_t>(n, 0)));
-  char cwd[4096];
-  errdir = getcwd(cwd, sizeof cwd) ? cwd : ".";
+  self_exe = self_exe_path();
+  errdir = cwd_path();
 
   Server server;
   if (!server.start(2)) {
@@ -1013,9 +810,7 @@ int main(int argc, char** argv) {
   rs.push_back(runner("airlock", {airlock, "run", "--settings", "airlock-settings.json", "--"}, "proxy", "bench.test:" + port));
   if (!srt.empty()) {
     Runner r = runner("srt", {}, "proxy", "localhost:" + port);
-    std::istringstream ss(srt);
-    for (std::string w; ss >> w;) r.prefix.push_back(w);
-    for (auto s : {"--settings", "srt-settings.json", "--"}) r.prefix.push_back(s);
+    add_srt(r.prefix, srt, "srt-settings.json");
     rs.push_back(r);
   }
 
@@ -1085,13 +880,6 @@ int main(int argc, char** argv) {
   double idle_after = idle_share();
 
   // ---- the table
-  auto ratio = [&](double a, double b) { return std::isnan(a) || std::isnan(b) || b == 0 ? NAN : a / b; };
-  auto cell = [](double v, const char* fmt) {
-    char b[64];
-    if (std::isnan(v)) return std::string("-");
-    snprintf(b, sizeof b, fmt, v);
-    return std::string(b);
-  };
   // Ratio columns: each sandbox against direct, and airlock against the
   // bare relay (what airlock adds beyond the extra hop).
   std::vector<std::pair<int, int>> cmp = {{kAirlock, kDirect}};
@@ -1151,9 +939,7 @@ int main(int argc, char** argv) {
     if (r.rps_errors)
       printf("%s: %ld connections failed during the conns/s runs (%s)\n", r.name.c_str(), r.rps_errors,
              r.rps_err.substr(0, r.rps_err.find_last_not_of("\n") + 1).c_str());
-  if (idle_before < 0.9 || idle_after < 0.9)
-    printf("the machine was busy: %.0f%% / %.0f%% of its %u CPUs idle before / after: figures are noisy\n",
-           idle_before * 100, idle_after * 100, std::thread::hardware_concurrency());
+  note_if_busy(idle_before, idle_after);
 
   const Runner &D = rs[kDirect], &R = rs[kRelay], &A = rs[kAirlock];
   printf("relay: a bare splice CONNECT relay on the host (no sandbox): the cost of the extra hop alone\n");

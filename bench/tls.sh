@@ -12,19 +12,7 @@
 #   ROUNDS=3 HOSTS=50 RTT=2000 BULK_MIB=200 bench/tls.sh   (quick: ROUNDS=1 HOSTS=10 RTT=300 BULK_MIB=50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/common.sh  # bwrap, ripgrep, socat; SRT
-if [ -z "${AIRLOCK:-}" ]; then
-  cmake --build build -j"$(nproc)" >/dev/null
-  AIRLOCK=build/airlock
-fi
-mkdir -p build
-g++ -O2 -std=c++20 -o build/bench-tls bench/tls_bench.cc -pthread -lssl -lcrypto
-
-[ -n "$SRT" ] || echo "srt could not be set up (npm missing?): its columns are left out"
-ws=$(mktemp -d /var/tmp/airlock-bench-XXXXXX)
-trap 'rm -rf "$ws"' EXIT
-bin=$(realpath "$AIRLOCK")
-exe=$(realpath build/bench-tls)
-cd "$ws"
+. bench/common.sh  # bwrap, ripgrep, socat; SRT; bench_setup
+bench_setup tls -pthread -lssl -lcrypto
 "$exe" --airlock "$bin" ${SRT:+--srt "$SRT"} --rounds "${ROUNDS:-3}" --hosts "${HOSTS:-50}" \
   --rtt "${RTT:-2000}" --bulk-mib "${BULK_MIB:-200}"

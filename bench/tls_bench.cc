@@ -63,6 +63,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -83,20 +85,7 @@
 #include <thread>
 #include <vector>
 
-using Clock = std::chrono::steady_clock;
-static double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 static double usec(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-static bool write_all(int fd, const void* p, size_t n) {
-  auto* c = static_cast<const char*>(p);
-  while (n) {
-    ssize_t w = ::send(fd, c, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    c += w, n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 static std::string ssl_err() {
   unsigned long e = ERR_get_error();
@@ -208,31 +197,13 @@ struct Server {
     return c;
   }
 
-  int listen_on(const char* ip, uint16_t want) {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    a.sin_port = htons(want);
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 1024) != 0) {
-      ::close(s);
-      return -1;
-    }
-    socklen_t len = sizeof a;
-    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    return s;
-  }
-
   // 127.0.0.1 with `main`, each of `extra_ips` (same port) with `ips`.
   bool start(SSL_CTX* main, SSL_CTX* ips, const std::vector<std::string>& extra_ips) {
-    int s = listen_on("127.0.0.1", 0);
+    int s = listen_tcp("127.0.0.1", 0, 0, 1024, port);
     if (s < 0) return false;
     listeners.push_back({s, main});
     for (auto& ip : extra_ips) {
-      int e = listen_on(ip.c_str(), port);
+      int e = listen_tcp(ip.c_str(), port, 0, 1024, port);
       if (e < 0) return false;
       listeners.push_back({e, ips});
     }
@@ -357,14 +328,8 @@ struct TlsRelay {
     SSL_CTX_set_default_read_buffer_len(up, 256 << 10);
     static const unsigned char alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
     SSL_CTX_set_alpn_protos(up, alpn, sizeof alpn);
-    int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 1024) != 0) return false;
-    socklen_t len = sizeof a;
-    getsockname(l, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
+    int l = listen_tcp("127.0.0.1", 0, 0, 1024, port);
+    if (l < 0) return false;
     std::thread([this, l] {
       for (;;) {
         int c = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
@@ -471,66 +436,12 @@ struct Dialer {
   std::string auth;     // "Proxy-Authorization: Basic ...\r\n" or ""
   double timeout_s = 10;
 
-  static std::string pct_decode(const std::string& s) {
-    std::string o;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '%' && i + 2 < s.size() && isxdigit(s[i + 1]) && isxdigit(s[i + 2])) {
-        o += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-        i += 2;
-      } else {
-        o += s[i];
-      }
-    }
-    return o;
-  }
-  static std::string base64(const std::string& in) {
-    static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string o;
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-      uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8 | uint8_t(in[i + 2]);
-      o += t[v >> 18], o += t[v >> 12 & 63], o += t[v >> 6 & 63], o += t[v & 63];
-    }
-    if (i + 1 == in.size()) {
-      uint32_t v = uint8_t(in[i]) << 16;
-      o += t[v >> 18], o += t[v >> 12 & 63], o += "==";
-    } else if (i + 2 == in.size()) {
-      uint32_t v = uint8_t(in[i]) << 16 | uint8_t(in[i + 1]) << 8;
-      o += t[v >> 18], o += t[v >> 12 & 63], o += t[v >> 6 & 63], o += '=';
-    }
-    return o;
-  }
-  static bool parse_hostport(std::string hp, sockaddr_in& a) {
-    auto colon = hp.rfind(':');
-    if (colon == std::string::npos) return false;
-    std::string h = hp.substr(0, colon);
-    if (h == "localhost") h = "127.0.0.1";
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(atoi(hp.c_str() + colon + 1)));
-    return inet_pton(AF_INET, h.c_str(), &a.sin_addr) == 1;
-  }
-
   // how: "direct", "proxy" (the one HTTPS_PROXY names) or "proxy=IP:PORT"
   std::string setup(const std::string& how, uint16_t server_port) {
     port = server_port;
     via_proxy = how != "direct";
     if (!via_proxy) return "";
-    if (how.rfind("proxy=", 0) == 0) return parse_hostport(how.substr(6), proxy) ? "" : "bad proxy " + how;
-    const char* env = nullptr;
-    for (const char* k : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"})
-      if ((env = getenv(k)) && *env) break;
-    if (!env || !*env) return "no HTTPS_PROXY/HTTP_PROXY in the environment";
-    std::string u = env;
-    if (u.rfind("http://", 0) == 0) u = u.substr(7);
-    if (auto slash = u.find('/'); slash != std::string::npos) u = u.substr(0, slash);
-    if (auto at = u.rfind('@'); at != std::string::npos) {
-      std::string cred = u.substr(0, at);
-      u = u.substr(at + 1);
-      auto c = cred.find(':');
-      std::string user = pct_decode(cred.substr(0, c)), pass = c == std::string::npos ? "" : pct_decode(cred.substr(c + 1));
-      auth = "Proxy-Authorization: Basic " + base64(user + ":" + pass) + "\r\n";
-    }
-    return parse_hostport(u, proxy) ? "" : "cannot parse the proxy address " + std::string(env);
+    return proxy_address(how, proxy, auth);
   }
 
   // A connected socket to host:port (through the proxy, after its 200), or -1.
@@ -705,17 +616,7 @@ static int client_main(int argc, char** argv) {
   }
   SSL_CTX* ctx = client_context(argv[4]);
   expect = argv[5];
-  // srt starts its in-sandbox relay in the background, racing the command:
-  // wait until the proxy's port answers.
-  if (d.via_proxy) {
-    for (int i = 0; i < 300; ++i) {
-      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      bool up = ::connect(fd, reinterpret_cast<const sockaddr*>(&d.proxy), sizeof d.proxy) == 0;
-      ::close(fd);
-      if (up) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
+  if (d.via_proxy) wait_for_proxy(d.proxy);
   printf("ready\n");
   fflush(stdout);
   std::unique_ptr<Conn> kept;
@@ -781,82 +682,6 @@ static int client_main(int argc, char** argv) {
 
 // ---------------------------------------------------------------- driver
 
-// A child with pipes on stdin and stdout; stderr goes to a file.
-struct Child {
-  pid_t pid = -1;
-  int in = -1, out = -1;
-  std::string errfile, buf;
-
-  bool spawn(const std::vector<std::string>& argv, const std::string& errpath) {
-    int pi[2], po[2];
-    if (pipe2(pi, O_CLOEXEC) || pipe2(po, O_CLOEXEC)) return false;
-    errfile = errpath;
-    std::vector<char*> a;
-    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    int ef = ::open(errpath.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    pid = fork();
-    if (pid == 0) {
-      dup2(pi[0], 0);
-      dup2(po[1], 1);
-      if (ef >= 0) dup2(ef, 2);
-      setpgid(0, 0);
-      execvp(a[0], a.data());
-      _exit(127);
-    }
-    ::close(pi[0]);
-    ::close(po[1]);
-    if (ef >= 0) ::close(ef);
-    in = pi[1];
-    out = po[0];
-    return pid > 0;
-  }
-  // One line of stdout, or nullopt on EOF or timeout.
-  std::optional<std::string> line(double timeout_s) {
-    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
-    for (;;) {
-      if (auto nl = buf.find('\n'); nl != std::string::npos) {
-        std::string l = buf.substr(0, nl);
-        buf.erase(0, nl + 1);
-        return l;
-      }
-      int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-      if (ms <= 0) return std::nullopt;
-      pollfd p{out, POLLIN, 0};
-      if (poll(&p, 1, ms) <= 0) continue;
-      char b[65536];
-      ssize_t r = ::read(out, b, sizeof b);
-      if (r <= 0) return std::nullopt;
-      buf.append(b, static_cast<size_t>(r));
-    }
-  }
-  bool say(const std::string& s) { return in >= 0 && write(in, s.data(), s.size()) == static_cast<ssize_t>(s.size()); }
-  int finish(double timeout_s) {
-    if (in >= 0) ::close(in), in = -1;
-    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
-    int st = 0;
-    for (;;) {
-      pid_t r = waitpid(pid, &st, WNOHANG);
-      if (r == pid) break;
-      if (Clock::now() > deadline) {
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    if (out >= 0) ::close(out), out = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  }
-  std::string err_tail() const {
-    std::ifstream f(errfile);
-    std::string s((std::istreambuf_iterator<char>(f)), {});
-    if (s.size() > 600) s = "..." + s.substr(s.size() - 600);
-    return s;
-  }
-};
-
 struct Runner {
   std::string name;
   std::vector<std::string> prefix;  // what wraps the client
@@ -885,14 +710,6 @@ static std::string self_exe, errdir, cafile;
 static uint16_t server_port;
 static bool verbose = false;
 
-static std::vector<double> nums(const std::string& line) {
-  std::istringstream ss(line);
-  std::string tag;
-  ss >> tag;
-  std::vector<double> v;
-  for (double x; ss >> x;) v.push_back(x);
-  return v;
-}
 std::optional<std::vector<double>> Runner::ask(const std::string& order, double timeout_s) {
   if (!child) return std::nullopt;
   auto l = child->say(order + "\n") ? child->line(timeout_s) : std::nullopt;
@@ -907,33 +724,6 @@ std::optional<std::vector<double>> Runner::ask(const std::string& order, double 
     return std::nullopt;
   }
   return nums(*l);
-}
-
-static std::vector<double> finite(std::vector<double> v) {
-  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
-  return v;
-}
-static double pct(std::vector<double> v, double p) {
-  v = finite(std::move(v));
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
-static double median(const std::vector<double>& v) { return pct(v, 0.5); }
-
-static double idle_share() {
-  auto read = [] {
-    std::ifstream f("/proc/stat");
-    std::string cpu;
-    f >> cpu;
-    double v[10] = {}, total = 0;
-    for (double& x : v) f >> x, total += x;
-    return std::pair<double, double>(v[3] + v[4], total);
-  };
-  auto a = read();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  auto b = read();
-  return b.second > a.second ? (b.first - a.first) / (b.second - a.second) : 1.0;
 }
 
 static std::string join(const std::vector<std::string>& v, const std::string& sep, const std::string& pre = "",
@@ -967,11 +757,8 @@ int main(int argc, char** argv) {
     }
   }
   hosts_n = std::clamp(hosts_n, 1, 250);
-  char exe[4096];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  self_exe = std::string(exe, static_cast<size_t>(std::max<ssize_t>(n, 0)));
-  char cwd[4096];
-  errdir = getcwd(cwd, sizeof cwd) ? cwd : ".";
+  self_exe = self_exe_path();
+  errdir = cwd_path();
   cafile = errdir + "/bench-ca.pem";
 
   // The test CA and the server's two certificates: names, and srt's IPs.
@@ -1047,9 +834,7 @@ int main(int argc, char** argv) {
   if (!srt.empty()) {
     for (auto [name, file] : {std::pair{"srt-plain", "srt-plain.json"}, std::pair{"srt-tls", "srt-tls.json"}}) {
       Runner r = runner(name, {"env", "NODE_EXTRA_CA_CERTS=" + cafile}, "proxy", ips, "localhost");
-      std::istringstream ss(srt);
-      for (std::string w; ss >> w;) r.prefix.push_back(w);
-      for (auto s : {"--settings", file, "--"}) r.prefix.push_back(s);
+      add_srt(r.prefix, srt, file);
       rs.push_back(std::move(r));
     }
   }
@@ -1078,7 +863,7 @@ int main(int argc, char** argv) {
       std::vector<std::string> cmd = r.prefix;
       for (auto& a : {self_exe, std::string("client"), r.how, std::to_string(server_port), cafile, r.expect}) cmd.push_back(a);
       r.child = std::make_unique<Child>();
-      if (!r.child->spawn(cmd, errdir + "/" + r.name + ".err")) {
+      if (!r.child->spawn(cmd, errdir + "/" + r.name + ".err", /*append=*/true)) {
         r.failed("cannot start the client");
         r.child.reset();
       }
@@ -1148,13 +933,6 @@ int main(int argc, char** argv) {
   double idle_after = idle_share();
 
   // ---- the table
-  auto ratio = [](double a, double b) { return std::isnan(a) || std::isnan(b) || b == 0 ? NAN : a / b; };
-  auto cell = [](double v, const char* fmt) {
-    char b[64];
-    if (std::isnan(v)) return std::string("-");
-    snprintf(b, sizeof b, fmt, v);
-    return std::string(b);
-  };
   // Added at the median: the median of the paired differences (sample k of
   // one runner less sample k of the other, taken back to back), which the
   // machine's noise moves much less than the medians themselves.
@@ -1210,9 +988,7 @@ int main(int argc, char** argv) {
   printf("\n");
   for (auto& r : rs)
     if (!r.why.empty()) printf("%s failed at least once: %s\n", r.name.c_str(), r.why.c_str());
-  if (idle_before < 0.9 || idle_after < 0.9)
-    printf("the machine was busy: %.0f%% / %.0f%% of its %u CPUs idle before / after: figures are noisy\n",
-           idle_before * 100, idle_after * 100, std::thread::hardware_concurrency());
+  note_if_busy(idle_before, idle_after);
   printf("relay: a bare TLS-terminating relay on the host (no sandbox, no HTTP parsing): the second TLS hop alone\n");
   if (have_srt) printf("srt's hosts are IP literals 127.0.0.2... (no SNI) and localhost; airlock's are names under bench.test\n");
   const Runner &P = rs[kPlain], &I = rs[kInspected];

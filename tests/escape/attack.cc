@@ -72,6 +72,16 @@ void expect_calls_refused(const SandboxFixture& fx, const std::vector<std::strin
   for (const auto& c : calls) EXPECT_TRUE(refused(res, c, errnos));
 }
 
+::testing::AssertionResult is(const std::map<std::string, std::string>& r, const std::string& label,
+                              const std::set<std::string>& ok) {
+  auto it = r.find(label);
+  if (it == r.end()) return ::testing::AssertionFailure() << label << ": no result (did the script run?)";
+  if (ok.count(it->second)) return ::testing::AssertionSuccess();
+  std::string want;
+  for (const auto& o : ok) want += (want.empty() ? "'" : " or '") + o + "'";
+  return ::testing::AssertionFailure() << label << ": got '" << it->second << "', expected " << want;
+}
+
 std::string write_settings(const SandboxFixture& fx, const std::string& json) {
   static int n = 0;
   std::string rel = "settings-" + std::to_string(++n) + ".json";

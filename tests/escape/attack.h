@@ -37,6 +37,9 @@ std::map<std::string, std::string> parse_results(const std::string& out);
 ::testing::AssertionResult refused(const std::map<std::string, std::string>& r, const std::string& label,
                                    const std::set<std::string>& errnos);
 ::testing::AssertionResult allowed(const std::map<std::string, std::string>& r, const std::string& label);
+// The result is one of `ok`.
+::testing::AssertionResult is(const std::map<std::string, std::string>& r, const std::string& label,
+                              const std::set<std::string>& ok);
 
 // Runs `probe sys CALL` for each call in one sandbox (with `extra` airlock
 // options) and expects every one refused with one of `errnos`.

@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "../integration/harness.h"
+#include "../integration/net_support.h"
 #include "attack.h"
 
 namespace airlock::test {
@@ -58,11 +59,6 @@ using Results = std::map<std::string, std::string>;
 struct Seen {
   std::string method, target, host, body;
 };
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 std::string trim_ws(const std::string& s) {
   const char* ws = " \t\r\n\v\f";
@@ -591,27 +587,7 @@ def socks4(ip, port, domain=None, then=b""):
     if r.endswith(b"\0TIMEOUT"):
         r = r[:-len(b"\0TIMEOUT")]
     return "socks4-" + (r[1:2].hex() if len(r) >= 2 else "none") + (" more:" + summary(r[8:]) if len(r) > 8 else "")
-
-def run_all(tests, workers=32):
-    def one(t):
-        try:
-            return t[0], t[1](*t[2:])
-        except Exception as e:
-            return t[0], "exc:" + type(e).__name__
-    with ThreadPoolExecutor(workers) as ex:
-        for label, r in ex.map(one, tests):
-            print(label, r, flush=True)
 )PY";
-
-RunOptions net_options(int timeout_ms = 60000) {
-  RunOptions o;
-  // A caller's own proxy would become the parent proxy: keep it out.
-  for (const char* n : {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
-                        "all_proxy"})
-    o.env[n] = "";
-  o.timeout_ms = timeout_ms;
-  return o;
-}
 
 std::string net_settings(const SandboxFixture& fx, const json& network) {
   return write_settings(fx, json{{"network", network}}.dump());
@@ -629,25 +605,11 @@ std::string api_and_evil_settings(const SandboxFixture& fx, uint16_t port, const
 // Runs `body` (after the toolkit and `vars`) with python3 in a sandbox.
 RunResult run_py(const SandboxFixture& fx, const std::string& settings, const std::string& vars, const std::string& body,
                  std::vector<std::string> extra = {}) {
-  static int n = 0;
-  std::string name = "nettest-" + std::to_string(++n) + ".py";
-  fx.tree.write("ws/" + name, std::string(kPyLib) + "\n" + vars + "\n" + body);
-  std::vector<std::string> args = {"--settings", settings};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return fx.sh("PYTHONDONTWRITEBYTECODE=1 exec /usr/bin/python3 " + name, args, net_options());
+  std::string program = std::string(kPyLib) + py_run_all(32) + "\n" + vars + "\n" + body;
+  return fx.sh(python_command(fx, "nettest", program), settings_args(settings, extra), proxy_free_options());
 }
 
 std::string pyvar(const std::string& name, long v) { return name + " = " + std::to_string(v) + "\n"; }
-
-// The result is one of `ok`.
-::testing::AssertionResult is(const Results& r, const std::string& label, const std::set<std::string>& ok) {
-  auto it = r.find(label);
-  if (it == r.end()) return ::testing::AssertionFailure() << label << ": no result (did the script run?)";
-  if (ok.count(it->second)) return ::testing::AssertionSuccess();
-  std::string want;
-  for (const auto& o : ok) want += (want.empty() ? "'" : " or '") + o + "'";
-  return ::testing::AssertionFailure() << label << ": got '" << it->second << "', expected " << want;
-}
 
 // A refusal by the proxy itself: one response, status in `codes`, not from
 // any server. (The X-Proxy-Error tag is not checked.)
@@ -732,7 +694,7 @@ TEST(NetEscape, DirectConnectionsBypassingTheProxyGoNowhere) {
       "printf 'curl-direct %s\\n' \"$(curl -sS -m 3 --noproxy '*' http://127.0.0.1:" + std::to_string(a.port()) +
       "/attack-direct 2>&1 | head -c 200 | tr '\\n' ' ')\"\n"
       "printf 'curl-proxy %s\\n' \"$(curl -sS -m 5 http://" + api + "/ok-proxy 2>&1 | tr '\\n' ' ')\"\n";
-  auto r = fx.sh(probe_script(tries, "", epilogue), {"--settings", settings}, net_options());
+  auto r = fx.sh(probe_script(tries, "", epilogue), {"--settings", settings}, proxy_free_options());
   ASSERT_EQ(r.code, 0) << r.err;
   auto res = parse_results(r.out);
 
@@ -1348,8 +1310,8 @@ TEST(NetEscape, TheProxyIsNotReachableFromTheHost) {
   };
   RunResult r1, r2;
   std::string s1 = net_settings(fx_default, base), s2 = net_settings(fx_custom, custom);
-  std::thread t1([&] { r1 = fx_default.sh(script("default"), {"--settings", s1}, net_options()); });
-  std::thread t2([&] { r2 = fx_custom.sh(script("custom"), {"--settings", s2}, net_options()); });
+  std::thread t1([&] { r1 = fx_default.sh(script("default"), {"--settings", s1}, proxy_free_options()); });
+  std::thread t2([&] { r2 = fx_custom.sh(script("custom"), {"--settings", s2}, proxy_free_options()); });
   bool up1 = wait_for_file(fx_default.ws + "/ready", 15000), up2 = wait_for_file(fx_custom.ws + "/ready", 15000);
 
   std::string hip = host_ipv4();
@@ -1413,7 +1375,7 @@ TEST(NetEscape, ASandboxCannotReachAnothersProxy) {
                     "/ok-owner-before\ntouch ready\ni=0; while [ ! -e go ] && [ $i -lt 300 ]; do sleep 0.05; "
                     "i=$((i+1)); done\ncurl -sS -m 5 -o /dev/null -w 'after %{http_code}\\n' http://" +
                     api + "/ok-owner-after\n",
-                {"--settings", s1}, net_options());
+                {"--settings", s1}, proxy_free_options());
   });
   bool up = wait_for_file(fx1.ws + "/ready", 15000);
 
@@ -1430,7 +1392,7 @@ run_all([
   auto r2 = run_py(fx2, s2, pyvar("P", a.port()) + pyvar("HP", hp) + pyvar("SP", sp), body);
   auto r3 = fx3.sh(probe_script({{"http", "connect-inet 127.0.0.1 " + std::to_string(hp)},
                                  {"socks", "connect-inet 127.0.0.1 " + std::to_string(sp)}}),
-                   {}, net_options());
+                   {}, proxy_free_options());
   fx1.tree.write("ws/go", "");
   t1.join();
 

@@ -6,9 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,13 +26,12 @@
 
 #include "../escape/attack.h"
 #include "harness.h"
+#include "net_support.h"
 
 namespace airlock::test {
 namespace {
 
 using nlohmann::json;
-
-constexpr const char* kPython = "/usr/bin/python3";
 
 // The host side: servers the sandbox may (or may not) reach. Each prints
 // its port on its first line of output.
@@ -214,39 +211,13 @@ class Server {
  public:
   Server(const std::string& script, const std::vector<std::string>& args, const std::string& log)
       : what_(args[0] + " server (see " + log + ")") {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
     std::vector<std::string> argv = {kPython, script};
     argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> a;  // built before fork: no allocation in the child
-    for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      ::dup2(null, 0);
-      ::dup2(out[1], 1);
-      if (err >= 0) ::dup2(err, 2);
-      ::execv(a[0], a.data());
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    out_ = out[0];
+    pid_ = spawn_host_server(argv, log, out_);
   }
   void ready() {
     if (port_ > 0) return;
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-      struct pollfd p {out_, POLLIN, 0};
-      if (::poll(&p, 1, 200) <= 0) continue;
-      char c[64];
-      ssize_t n = ::read(out_, c, sizeof c);
-      if (n <= 0) break;
-      line.append(c, static_cast<size_t>(n));
-    }
+    std::string line = read_until(out_, "\n", std::chrono::seconds(10));
     ::close(out_);
     out_ = -1;
     port_ = std::atoi(line.c_str());
@@ -268,8 +239,6 @@ class Server {
   int out_ = -1;
   int port_ = 0;
 };
-
-RunResult host_sh(const std::string& script) { return run_program({"/bin/sh", "-c", script}, {}); }
 
 std::string sha256_of(const std::string& path) {
   auto r = host_sh("sha256sum " + sq(path));
@@ -406,23 +375,6 @@ class Controller {
   std::string bad_;
 };
 
-std::vector<json> audit_lines(const std::string& path) {
-  std::vector<json> out;
-  std::ifstream f(path);
-  for (std::string line; std::getline(f, line);) {
-    json j = json::parse(line, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "audit line is not JSON: " << line;
-    if (!j.is_discarded()) out.push_back(j);
-  }
-  return out;
-}
-
-std::string dump_all(const std::vector<json>& v) {
-  std::string s;
-  for (const auto& j : v) s += j.dump() + "\n";
-  return s;
-}
-
 // Waits (up to 20 s) for a file the command creates in the workspace.
 bool wait_for_file(const std::string& path) {
   for (int i = 0; i < 400; ++i) {
@@ -462,12 +414,8 @@ class NetworkTest : public ::testing::Test {
   // The caller's environment without proxies of its own (they would become
   // airlock's parent proxy), and a user settings folder inside the fixture.
   RunOptions opts() {
-    RunOptions o;
-    for (const char* n : {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",
-                          "ALL_PROXY", "all_proxy"})
-      o.env[n] = "";
+    RunOptions o = proxy_free_options();
     o.env["XDG_CONFIG_HOME"] = fx.tree.path("config");
-    o.timeout_ms = 60000;
     return o;
   }
 

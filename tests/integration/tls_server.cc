@@ -1,9 +1,6 @@
 #include "tls_server.h"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,14 +14,13 @@
 #include <thread>
 
 #include "../escape/attack.h"
+#include "net_support.h"
 
 namespace airlock::test {
 
 using nlohmann::json;
 
 namespace {
-
-constexpr const char* kPython = "/usr/bin/python3";
 
 // The servers. argv: LOG, then NAME IP CERT KEY WEBROOT per server (CERT
 // "-" for plain HTTP). Prints "NAME PORT" per server, then "ready".
@@ -219,17 +215,6 @@ std::string pki_script(const TestPki& p) {
          "chmod 644 *\n";
 }
 
-RunResult host_sh(const std::string& script, const std::string& cwd = "") {
-  RunOptions o;
-  o.cwd = cwd;
-  return run_program({"/bin/sh", "-c", script}, o);
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 }  // namespace
 
 std::string Hit::header(const std::string& name) const {
@@ -299,35 +284,11 @@ TlsWorld::TlsWorld() {
     else argv.insert(argv.end(), {"-", "-"});
     argv.push_back(www);
   }
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
-  std::vector<char*> a;  // built before fork: no allocation in the child
-  for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
   std::string errlog = tree_.path("servers.err");
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int err = ::open(errlog.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    ::dup2(null, 0);
-    ::dup2(out[1], 1);
-    if (err >= 0) ::dup2(err, 2);
-    ::execv(a[0], a.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  std::string text;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while (text.find("ready\n") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    struct pollfd p {out[0], POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    char c[256];
-    ssize_t n = ::read(out[0], c, sizeof c);
-    if (n <= 0) break;
-    text.append(c, static_cast<size_t>(n));
-  }
-  ::close(out[0]);
+  int out = -1;
+  pid_ = spawn_host_server(argv, errlog, out);
+  std::string text = read_until(out, "ready\n", std::chrono::seconds(15));
+  ::close(out);
   std::istringstream in(text);
   for (std::string name; in >> name && name != "ready";) {
     int port = 0;
@@ -440,26 +401,24 @@ std::string TlsRun::settings(const json& network, const json& credentials, const
 RunResult TlsRun::sh(const std::string& settings_path, const std::string& script,
                      const std::map<std::string, std::string>& env, const std::vector<std::string>& extra,
                      int timeout_ms) {
-  RunOptions o;
-  // A caller's own proxy would become airlock's parent proxy.
-  for (const char* n : {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY",
-                        "all_proxy"})
-    o.env[n] = "";
+  RunOptions o = proxy_free_options(timeout_ms);
   o.env["XDG_CONFIG_HOME"] = fx.tree.path("config");
   for (const auto& [k, v] : env) o.env[k] = v;
-  o.timeout_ms = timeout_ms;
-  std::vector<std::string> args = {"--settings", settings_path};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return fx.sh(script, args, o);
+  return fx.sh(script, settings_args(settings_path, extra), o);
 }
 
 RunResult TlsRun::py(const std::string& settings_path, const std::string& body,
                      const std::map<std::string, std::string>& env, const std::vector<std::string>& extra) {
-  static int n = 0;
-  std::string name = "tlsattack-" + std::to_string(++n) + ".py";
-  fx.tree.write("ws/" + name, std::string(kTlsPyLib) + "\n" + body);
-  return sh(settings_path, "PYTHONDONTWRITEBYTECODE=1 exec /usr/bin/python3 " + name, env, extra);
+  return sh(settings_path, python_command(fx, "tlsattack", std::string(kTlsPyLib) + py_run_all(16) + "\n" + body), env, extra);
 }
+
+json mask(const std::string& name, const json& hosts) {
+  json e = {{"name", name}, {"mode", "mask"}};
+  if (!hosts.is_null()) e["injectHosts"] = hosts;
+  return e;
+}
+
+TlsWorld* TlsWorldTest::world_ = nullptr;
 
 std::string fake_secret(const std::string& prefix, const std::string& body) {
   static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -675,16 +634,6 @@ def plain(raw):
     except OSError:
         pass
     return fmt(read_response(s))
-
-def run_all(tests, workers=16):
-    def one(t):
-        try:
-            return t[0], t[1](*t[2:])
-        except Exception as e:
-            return t[0], "exc:" + type(e).__name__
-    with ThreadPoolExecutor(workers) as ex:
-        for label, r in ex.map(one, tests):
-            print(label, r, flush=True)
 )PY";
 
 }  // namespace airlock::test

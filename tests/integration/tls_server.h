@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "harness.h"
@@ -125,9 +126,28 @@ struct TlsRun {
   RunResult sh(const std::string& settings_path, const std::string& script,
                const std::map<std::string, std::string>& env = {}, const std::vector<std::string>& extra = {},
                int timeout_ms = 60000);
-  // Runs a Python program (after kTlsPyLib) in the sandbox.
+  // Runs a Python program (after kTlsPyLib and py_run_all(16)) in the sandbox.
   RunResult py(const std::string& settings_path, const std::string& body,
                const std::map<std::string, std::string>& env = {}, const std::vector<std::string>& extra = {});
+};
+
+// The fixture of the TLS test suites: the world, made once per suite and
+// reset before each test, and a TlsRun `t` per test.
+class TlsWorldTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { world_ = new TlsWorld(); }
+  static void TearDownTestSuite() {
+    delete world_;
+    world_ = nullptr;
+  }
+  void SetUp() override { world_->reset(); }
+
+  static TlsWorld& w() { return *world_; }
+  static std::string hp(const std::string& n) { return w().hostport(n); }
+  static std::string port(const std::string& n) { return w().at(n).port_str(); }
+
+  static TlsWorld* world_;
+  TlsRun t{*world_};
 };
 
 // The attacker's toolkit for Python inside the sandbox (stdlib only). It
@@ -143,6 +163,10 @@ struct TlsRun {
 //                                                     with a pause between
 //   tail16(s)                                          the last 16 characters
 extern const char* const kTlsPyLib;
+
+// A credentials entry masking the variable `name`, injected only for
+// `hosts` (a JSON list) unless that is null.
+nlohmann::json mask(const std::string& name, const nlohmann::json& hosts);
 
 // A real-looking secret of the given prefix: prefix + `body` padded with
 // random letters and digits to 40 characters after the prefix.

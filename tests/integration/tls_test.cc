@@ -15,69 +15,14 @@
 
 #include "../escape/attack.h"
 #include "harness.h"
+#include "net_support.h"
 #include "tls_server.h"
 
 namespace airlock::test {
-namespace {
 
 using nlohmann::json;
 
-std::vector<json> audit_lines(const std::string& path) {
-  std::vector<json> out;
-  std::ifstream f(path);
-  for (std::string line; std::getline(f, line);) {
-    json j = json::parse(line, nullptr, false);
-    EXPECT_FALSE(j.is_discarded()) << "audit line is not JSON: " << line;
-    if (!j.is_discarded()) out.push_back(j);
-  }
-  return out;
-}
-
-std::string dump_all(const std::vector<json>& v) {
-  std::string s;
-  for (const auto& j : v) s += j.dump() + "\n";
-  return s;
-}
-
-// The value after "KEY=" on a line of `out` ("" if none).
-std::string value_of(const std::string& out, const std::string& key) {
-  std::istringstream in(out);
-  for (std::string l; std::getline(in, l);)
-    if (l.rfind(key + "=", 0) == 0) return l.substr(key.size() + 1);
-  return "";
-}
-
-std::string lower_copy(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-json mask(const std::string& name, const json& hosts) {
-  json e = {{"name", name}, {"mode", "mask"}};
-  if (!hosts.is_null()) e["injectHosts"] = hosts;
-  return e;
-}
-
-}  // namespace
-
-class TlsTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { world_ = new TlsWorld(); }
-  static void TearDownTestSuite() {
-    delete world_;
-    world_ = nullptr;
-  }
-  void SetUp() override { world_->reset(); }
-
-  static TlsWorld& w() { return *world_; }
-  static std::string hp(const std::string& n) { return w().hostport(n); }
-  static std::string port(const std::string& n) { return w().at(n).port_str(); }
-
-  static TlsWorld* world_;
-  TlsRun t{*world_};
-};
-
-TlsWorld* TlsTest::world_ = nullptr;
+class TlsTest : public TlsWorldTest {};
 
 // The placeholder has the real token's shape; curl (HTTP proxy and SOCKS),
 // Python and node all reach the bound host, which gets the real token; no
@@ -222,7 +167,7 @@ TEST_F(TlsTest, StripResponseHeadersRemovesThemFromInspectedAndPlainResponses) {
                    "curl -sS -D - -o /dev/null http://" + hp("plain") + "/strip | tr -d '\\r'\n");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(lacks(r.out, "internal-value"));
-  EXPECT_TRUE(lacks(lower_copy(r.out), "x-secret-header"));
+  EXPECT_TRUE(lacks(lower(r.out), "x-secret-header"));
   size_t kept = 0;
   for (size_t at = r.out.find("X-Kept-Header: kept-value"); at != std::string::npos;
        at = r.out.find("X-Kept-Header: kept-value", at + 1))
