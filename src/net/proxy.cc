@@ -1049,28 +1049,28 @@ struct Proxy::Impl {
   }
 
   // The client's first bytes, left where they are: at least `want` of
-  // them, or all there will be (end of stream), or what came in time.
+  // them, or all there will be (end of stream), or what came in time; or
+  // fewer, as soon as they show that this is not TLS (a client that sends
+  // two bytes and waits for an answer must not wait on us).
   awaitable<std::vector<uint8_t>> peek(std::shared_ptr<Session> s, const boost::beast::flat_buffer& pending, size_t want) {
     std::vector<uint8_t> head(want);
     size_t have = std::min(pending.size(), want);
     std::memcpy(head.data(), pending.data().data(), have);
+    size_t from_pending = have;
     for (int tries = 0; have < want && tries < 500 && !s->closed; ++tries) {
-      ssize_t n = ::recv(s->client.native_handle(), head.data() + have, want - have, MSG_PEEK | MSG_DONTWAIT);
+      if (have > 0 && tls::hello_record_size(head.data(), have) == 0) break;  // not TLS: enough said
+      ssize_t n = ::recv(s->client.native_handle(), head.data() + from_pending, want - from_pending,
+                         MSG_PEEK | MSG_DONTWAIT);
       if (n == 0) break;
-      if (n > 0 && have + static_cast<size_t>(n) >= want) {
-        have = want;
-        break;
+      if (n > 0) {
+        have = from_pending + static_cast<size_t>(n);
+        if (have >= want || tls::hello_record_size(head.data(), have) == 0) break;
       }
       // Not all there yet: look again shortly (a peek leaves the bytes
       // queued, so waiting for "readable" would not wait at all).
       asio::steady_timer t(*io, std::chrono::milliseconds(tries < 10 ? 1 : 20));
       error_code ec;
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-    if (have < want) {
-      ssize_t n = ::recv(s->client.native_handle(), head.data() + std::min(pending.size(), want),
-                         want - std::min(pending.size(), want), MSG_PEEK | MSG_DONTWAIT);
-      have = std::min(pending.size(), want) + (n > 0 ? static_cast<size_t>(n) : 0);
     }
     head.resize(have);
     co_return head;

@@ -1134,10 +1134,15 @@ TEST_F(NetworkTest, AirlockConnectRelaysStdioThroughSocks) {
               "pc=$(printf %s \"$GIT_SSH_COMMAND\" | sed -n \"s/.*ProxyCommand='\\(.*\\)'.*/\\1/p\")\n"
               "echo \"pc=$pc\"\n"
               "printf 'via ProxyCommand' | sh -c \"$(printf %s \"$pc\" | sed \"s/%h/echo.test/; s/%p/" + e + "/\")\"; echo\n"
-              "printf x | " + sq(self) + " connect --port 1080 x.test " + e + "; echo refused=$?\n",
+              "printf x | " + sq(self) + " connect --port 1080 x.test " + e + "; echo refused=$?\n"
+              // A client that sends one byte and waits for the answer is
+              // not kept waiting while the proxy looks for a TLS hello.
+              "printf 1 | timeout 5 " + sq(self) + " connect --port 1080 echo.test " + e + "; echo \" one=$?\"\n",
               {"--settings", settings({"echo.test:" + e})});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, "hello over socks\npc=" + self + " connect --port 1080 %h %p\nvia ProxyCommand\nrefused=1\n") << r.err;
+  EXPECT_EQ(r.out,
+            "hello over socks\npc=" + self + " connect --port 1080 %h %p\nvia ProxyCommand\nrefused=1\n1 one=0\n")
+      << r.err;
   EXPECT_TRUE(contains(r.err, "refused x.test:" + e + " (SOCKS reply 2"));
 }
 
