@@ -1129,13 +1129,23 @@ TEST_F(NetworkTest, AirlockConnectRelaysStdioThroughSocks) {
   char real[PATH_MAX];
   if (::realpath(self.c_str(), real)) self = real;
   // The sandbox has a /tmp of its own: a build under the host's /tmp is not
-  // there to run, so use a copy the sandbox can see.
+  // there to run (nor is the ProxyCommand naming it), so this test runs a
+  // copy the sandbox can see.
+  std::string saved = self;
   if (self.rfind("/tmp/", 0) == 0) {
     std::string copy = fx.tree.path("airlock-copy");
     ASSERT_EQ(run_program({"/bin/cp", self, copy}).code, 0);
     ASSERT_EQ(::chmod(copy.c_str(), 0755), 0);
     self = copy;
+    ::setenv("AIRLOCK_BIN", copy.c_str(), 1);
   }
+  struct Restore {
+    std::string v;
+    bool changed;
+    ~Restore() {
+      if (changed) ::setenv("AIRLOCK_BIN", v.c_str(), 1);
+    }
+  } restore{saved, self != saved};
   std::string e = ep();
   auto r = sh("printf 'hello over socks' | " + sq(self) + " connect --port 1080 echo.test " + e + "; echo\n"
               // The command ssh would run, taken from GIT_SSH_COMMAND as it is.
