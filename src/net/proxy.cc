@@ -784,20 +784,6 @@ struct Proxy::Impl {
     return "Basic " + out;
   }
 
-  static std::string percent_decoded(std::string_view v) {
-    std::string out;
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (v[i] == '%' && i + 2 < v.size() && std::isxdigit(static_cast<unsigned char>(v[i + 1])) &&
-          std::isxdigit(static_cast<unsigned char>(v[i + 2]))) {
-        out.push_back(static_cast<char>(std::stoi(std::string(v.substr(i + 1, 2)), nullptr, 16)));
-        i += 2;
-      } else {
-        out.push_back(v[i] == '+' ? ' ' : v[i]);
-      }
-    }
-    return out;
-  }
-
   static std::string swap_in(std::string v, const std::vector<const Secret*>& found) {
     for (const Secret* sec : found)
       for (size_t at = v.find(sec->placeholder); at != std::string::npos; at = v.find(sec->placeholder, at)) {
@@ -875,7 +861,7 @@ struct Proxy::Impl {
                     fmt::format("Upgrade '{}' is refused: only WebSocket upgrades pass where requests are checked",
                                 std::string(m[http::field::upgrade])), 0);
     if (!t) return v.max_body;
-    auto usable = [&](const Secret& sec) { return (tls || t->allow_plaintext) && t->bound_to(sec, host, port); };
+    auto usable = [&](const Secret& sec) { return t->usable_at(sec, host, port, tls); };
     std::string to = tls ? host.name : host.name + " in plain HTTP";
     // Anywhere else a placeholder could ride: the method, header names, and
     // the URL once percent-decoded (the server decodes it).
@@ -885,12 +871,11 @@ struct Proxy::Impl {
       for (const Secret* sec : t->find(f.name_string()))
         exfiltration(rec, *sec, fmt::format("was on its way to {} in a header name", to));
     std::string target(m.target());
-    for (const Secret* sec : t->find(percent_decoded(target)))
+    for (const Secret* sec : t->find(percent_decode(target)))
       if (target.find(sec->placeholder) == std::string::npos)
         exfiltration(rec, *sec, fmt::format("was on its way to {} percent-encoded in the URL", to));
     auto in_target = t->find(target);
-    bool any_usable = false;
-    for (const auto& sec : t->secrets) any_usable |= usable(sec);
+    bool any_usable = std::any_of(t->secrets.begin(), t->secrets.end(), usable);
     // TRACE echoes the request, swapped credentials and all.
     if (any_usable && (m.method() == http::verb::trace || iequals(m.method_string(), "TRACK")))
       throw Refusal(403, "blocked-by-request-rule", "TRACE and TRACK are refused on hosts credentials go to", 0);
@@ -903,11 +888,7 @@ struct Proxy::Impl {
     }
     bool verify = t->verified(host, port);
     // A response that echoes a secret must be readable to be scrubbed.
-    for (const auto& sec : t->secrets)
-      if (usable(sec)) {
-        m.erase(http::field::accept_encoding);
-        break;
-      }
+    if (any_usable) m.erase(http::field::accept_encoding);
     struct Change {
       std::string name, value;
     };
@@ -979,7 +960,7 @@ struct Proxy::Impl {
     for (const auto& sec : t->secrets) {
       sc.secrets.push_back(&sec);
       sc.hold = std::max(sc.hold, sec.real->view().size() - 1);
-      if ((tls || t->allow_plaintext) && t->bound_to(sec, host, port)) sc.strict_encoding = true;
+      if (t->usable_at(sec, host, port, tls)) sc.strict_encoding = true;
     }
     return sc;
   }
@@ -997,7 +978,7 @@ struct Proxy::Impl {
     c.max = max;
     if (const SecretTable* t = cfg.secrets.get()) {
       for (const auto& sec : t->secrets)
-        if (!((tls || t->allow_plaintext) && t->bound_to(sec, host, port))) c.banned.push_back(&sec);
+        if (!t->usable_at(sec, host, port, tls)) c.banned.push_back(&sec);
       c.keep = t->longest_placeholder();
       std::string to = tls ? host.name : host.name + " in plain HTTP";
       c.found = [this, &rec, to](const Secret& sec) { exfiltration(rec, sec, fmt::format("was on its way to {} in a request body", to)); };
@@ -1276,9 +1257,7 @@ struct Proxy::Impl {
               throw Refusal(400, "bad-request", "only https:// URLs or paths inside an inspected tunnel", 0);
             std::string rest = target.substr(scheme.size());
             size_t end = rest.find_first_of("/?");
-            auto hp = split_host_port(rest.substr(0, end), false, 443);
-            auto n = hp ? normalize_host(hp->host) : Result<Host>(hp.error());
-            if (!n || n->name != host.name || hp->port != port)
+            if (!names(rest.substr(0, end), 443, host.name, port))
               throw Refusal(421, "host-mismatch", fmt::format("the URL names another host than the tunnel's '{}'", host.name), 0);
             target = end == std::string::npos ? "/" : rest.substr(end);
             if (target[0] == '?') target = "/" + target;
@@ -1288,12 +1267,7 @@ struct Proxy::Impl {
           rec.path = q == std::string::npos ? target : target.substr(0, q) + "?…";
           // The Host must name the tunnel's host; with requireHostMatch off a
           // request naming another passes, but never with a credential in it.
-          bool host_agrees = false;
-          if (m.count(http::field::host) == 1) {
-            auto hh = split_host_port(m[http::field::host], false, 443);
-            auto b = hh ? normalize_host(hh->host) : Result<Host>(hh.error());
-            host_agrees = b && b->name == host.name && hh->port == port;
-          }
+          bool host_agrees = m.count(http::field::host) == 1 && names(m[http::field::host], 443, host.name, port);
           if (!host_agrees && cfg.policy.require_host_match)
             throw Refusal(421, "host-mismatch",
                           m.count(http::field::host)
@@ -1480,6 +1454,15 @@ struct Proxy::Impl {
     return out;
   }
 
+  // Does `authority` ("host[:port]", the port `default_port` when not
+  // written) name this canonical host and port?
+  static bool names(std::string_view authority, uint16_t default_port, const std::string& name, uint16_t port) {
+    auto hp = split_host_port(authority, false, default_port);
+    if (!hp) return false;
+    auto n = normalize_host(hp->host);
+    return n && n->name == name && hp->port == port;
+  }
+
   // Ambiguous framing is refused, never forwarded: two parsers (ours and
   // the server's) must not disagree about where a request ends.
   template <class Msg>
@@ -1650,9 +1633,7 @@ struct Proxy::Impl {
         auto a = normalize_host(t.host);
         if (!a) throw Refusal(400, "bad-host", "malformed host: " + a.error().message, 0);
         if (m.count(http::field::host)) {
-          auto hh = split_host_port(m[http::field::host], false, 80);
-          auto b = hh ? normalize_host(hh->host) : Result<Host>(hh.error());
-          if (!b || a->name != b->name || hh->port != t.port)
+          if (!names(m[http::field::host], 80, a->name, t.port))
             throw Refusal(400, "host-mismatch",
                           fmt::format("the Host header '{}' does not name the URL's host '{}:{}'",
                                       std::string(m[http::field::host]), t.host, t.port),

@@ -51,15 +51,7 @@ std::optional<std::string> not_plain(std::string_view target) {
     size_t j = path.find('/', i + 1);
     if (j == std::string_view::npos) j = path.size();
     std::string_view seg = path.substr(i + 1, j - i - 1);
-    std::string dec;
-    for (size_t k = 0; k < seg.size(); ++k) {
-      if (seg[k] == '%' && k + 2 < seg.size() && hex(seg[k + 1]) >= 0 && hex(seg[k + 2]) >= 0) {
-        dec.push_back(static_cast<char>(hex(seg[k + 1]) * 16 + hex(seg[k + 2])));
-        k += 2;
-      } else {
-        dec.push_back(seg[k]);
-      }
-    }
+    std::string dec = percent_decode(seg);
     if (dec == "." || dec == "..") return "a '.' or '..' segment in the path";
     i = j;
   }
@@ -67,6 +59,19 @@ std::optional<std::string> not_plain(std::string_view target) {
 }
 
 }  // namespace
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t k = 0; k < s.size(); ++k) {
+    if (s[k] == '%' && k + 2 < s.size() && hex(s[k + 1]) >= 0 && hex(s[k + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(s[k + 1]) * 16 + hex(s[k + 2])));
+      k += 2;
+    } else {
+      out.push_back(s[k]);
+    }
+  }
+  return out;
+}
 
 Result<std::string> normalize_path(std::string_view target) {
   std::string_view raw = target.substr(0, target.find('?'));

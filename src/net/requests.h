@@ -19,6 +19,10 @@ namespace airlock::net {
 // empty segments ("//"), a ".." above the root, "..;" tricks, bad escapes.
 Result<std::string> normalize_path(std::string_view target);
 
+// Every valid %XX escape decoded; anything else (a bad escape included)
+// kept as it is. For looking at what a server will read, not for judging.
+std::string percent_decode(std::string_view s);
+
 // '*' matches within one segment; a '*' that ends the pattern matches the
 // rest of the path, '/' included ("/repos/acme/*" covers /repos/acme/x/y).
 bool path_matches(std::string_view pattern, std::string_view path);

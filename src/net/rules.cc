@@ -176,13 +176,9 @@ class Builder {
         if (!path) return path.error();
         (k == "caCertPath" ? t.ca_cert : t.ca_key) = *path;
       } else if (k == "excludeDomains") {
-        if (!x.is_array()) return err("{}: expected a list of domain patterns", w);
-        for (size_t i = 0; i < x.size(); ++i) {
-          if (!x[i].is_string()) return err("{}[{}]: expected a string", w, i);
-          auto d = parse_pattern(x[i].get<std::string>(), false, fmt::format("{}[{}]", w, i));
-          if (!d) return d.error();
-          t.exclude.push_back(std::move(*d));
-        }
+        auto d = parse_patterns(x, w);
+        if (!d) return d.error();
+        t.exclude = std::move(*d);
       } else if (k == "extraCaCertPaths" || k == "upstreamCaCertPaths") {
         if (!x.is_array()) return err("{}: expected a list of paths", w);
         for (size_t i = 0; i < x.size(); ++i) {
@@ -387,6 +383,18 @@ Result<DomainPattern> parse_pattern(const std::string& text, bool deny, const st
   d.host = h->name;
   d.ip = h->ip;
   return d;
+}
+
+Result<std::vector<DomainPattern>> parse_patterns(const json& v, const std::string& where) {
+  if (!v.is_array()) return err("{}: expected a list of domain patterns", where);
+  std::vector<DomainPattern> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string()) return err("{}[{}]: expected a string", where, i);
+    auto d = parse_pattern(v[i].get<std::string>(), false, fmt::format("{}[{}]", where, i));
+    if (!d) return d.error();
+    out.push_back(std::move(*d));
+  }
+  return out;
 }
 
 Result<NetworkPolicy> build_network_policy(const std::vector<std::pair<std::string, const json*>>& layers) {

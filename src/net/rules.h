@@ -91,6 +91,9 @@ Result<NetworkPolicy> build_network_policy(const std::vector<std::pair<std::stri
 
 // Parses one pattern; `deny` allows the bare "*".
 Result<DomainPattern> parse_pattern(const std::string& text, bool deny, const std::string& where);
+// A JSON list of allow-style patterns (excludeDomains, injectHosts,
+// verifyHosts); `where` names the key for messages.
+Result<std::vector<DomainPattern>> parse_patterns(const nlohmann::json& v, const std::string& where);
 
 struct Verdict {
   enum Kind { Allow, Deny, Unknown } kind = Deny;

@@ -60,18 +60,6 @@ bool looks_like_jwt(std::string_view v) {
   return v.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") == std::string_view::npos;
 }
 
-Result<std::vector<DomainPattern>> patterns(const std::string& where, const json& v) {
-  if (!v.is_array()) return err("{}: expected a list of domain patterns", where);
-  std::vector<DomainPattern> out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (!v[i].is_string()) return err("{}[{}]: expected a string", where, i);
-    auto d = parse_pattern(v[i].get<std::string>(), false, fmt::format("{}[{}]", where, i));
-    if (!d) return d.error();
-    out.push_back(std::move(*d));
-  }
-  return out;
-}
-
 // Does some pattern in `by` cover every host `p` can name?
 bool covered(const DomainPattern& p, const std::vector<DomainPattern>& by) {
   for (const auto& b : by) {
@@ -106,7 +94,7 @@ class Builder {
         if (!v.is_boolean()) return err("{}: expected true or false", where);
         p_.allow_plaintext = v.get<bool>();
       } else if (k == "verifyHosts") {
-        auto d = patterns(where, v);
+        auto d = parse_patterns(v, where);
         if (!d) return d.error();
         for (auto& x : *d) p_.verify_hosts.push_back(std::move(x));
       } else if (k == "verifyHeaders") {
@@ -176,7 +164,7 @@ class Builder {
         s.mask = m == "mask";
         have_mode = true;
       } else if (k == "injectHosts") {
-        auto d = patterns(w, v);
+        auto d = parse_patterns(v, w);
         if (!d) return d.error();
         if (d->empty()) return err("{}: an empty list means the credential is never used; leave it out to mean "
                                    "network.allowedDomains", w);

@@ -89,6 +89,11 @@ struct SecretTable {
   bool end_on_exfiltration = false;
 
   bool bound_to(const Secret& s, const Host& h, uint16_t port) const;
+  // May its real value be swapped in here? Bound to the host, and on
+  // inspected TLS (`tls`) unless allowPlaintextInject.
+  bool usable_at(const Secret& s, const Host& h, uint16_t port, bool tls) const {
+    return (tls || allow_plaintext) && bound_to(s, h, port);
+  }
   bool verified(const Host& h, uint16_t port) const;
   // Placeholders that occur in `text`.
   std::vector<const Secret*> find(std::string_view text) const;

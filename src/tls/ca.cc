@@ -25,11 +25,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::system_clock;
 
-template <auto Fn>
-struct Free {
-  template <typename T>
-  void operator()(T* p) const { Fn(p); }
-};
 using Bio = std::unique_ptr<BIO, Free<BIO_free_all>>;
 using Bignum = std::unique_ptr<BIGNUM, Free<BN_free>>;
 using Extension = std::unique_ptr<X509_EXTENSION, Free<X509_EXTENSION_free>>;

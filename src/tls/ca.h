@@ -26,13 +26,15 @@
 
 namespace airlock::tls {
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+// Frees an OpenSSL object with its own free function: the deleter of
+// every unique_ptr that holds one (Free<X509_free>, Free<BIO_free_all>...).
+template <auto Fn>
+struct Free {
+  template <typename T>
+  void operator()(T* p) const { Fn(p); }
 };
-struct X509Free {
-  void operator()(X509* p) const { X509_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using X509Free = Free<X509_free>;
+using Pkey = std::unique_ptr<EVP_PKEY, Free<EVP_PKEY_free>>;
 using Cert = std::shared_ptr<X509>;  // shared: cached leaves are handed to many connections
 
 // The newest OpenSSL error queue entry as text ("" if none); clears the queue.

@@ -9,8 +9,8 @@
 namespace airlock::tls {
 namespace {
 
-int on_hello(SSL* ssl, int* alert, void* arg) {
-  auto* out = static_cast<Hello*>(arg);
+int on_hello(SSL* ssl, int* alert, void*) {
+  auto* out = static_cast<Hello*>(SSL_get_app_data(ssl));
   out->complete = true;
   const unsigned char* ext = nullptr;
   size_t len = 0;
@@ -47,16 +47,23 @@ size_t hello_record_size(const uint8_t* d, size_t n) {
 
 Hello parse_client_hello(const uint8_t* data, size_t n) {
   Hello out;
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  // One context for every hello (making one costs more than the parse): the
+  // proxy checks the hello of every TLS tunnel it does not terminate.
+  static SSL_CTX* const ctx = [] {
+    SSL_CTX* c = SSL_CTX_new(TLS_server_method());
+    if (!c) return c;
+    SSL_CTX_set_client_hello_cb(c, on_hello, nullptr);
+    // OpenSSL 3.0 drops extensions it does not know while it reads a hello;
+    // registering ECH's type keeps it visible to the callback.
+    (void)SSL_CTX_add_custom_ext(
+        c, 0xfe0d, SSL_EXT_CLIENT_HELLO, nullptr, nullptr, nullptr,
+        [](SSL*, unsigned, unsigned, const unsigned char*, size_t, X509*, size_t, int*, void*) { return 1; }, nullptr);
+    return c;
+  }();
   if (!ctx) return out;
-  SSL_CTX_set_client_hello_cb(ctx.get(), on_hello, &out);
-  // OpenSSL 3.0 drops extensions it does not know while it reads a hello;
-  // registering ECH's type keeps it visible to the callback.
-  (void)SSL_CTX_add_custom_ext(
-      ctx.get(), 0xfe0d, SSL_EXT_CLIENT_HELLO, nullptr, nullptr, nullptr,
-      [](SSL*, unsigned, unsigned, const unsigned char*, size_t, X509*, size_t, int*, void*) { return 1; }, nullptr);
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx), SSL_free);
   if (!ssl) return out;
+  SSL_set_app_data(ssl.get(), &out);
   BIO* in = BIO_new_mem_buf(data, static_cast<int>(n));
   BIO* sink = BIO_new(BIO_s_mem());
   if (!in || !sink) {

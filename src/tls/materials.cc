@@ -22,9 +22,11 @@ namespace {
 const char* const kSystemBundles[] = {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
                                       "/etc/ssl/cert.pem", "/etc/pki/tls/cacert.pem", "/etc/ssl/ca-bundle.pem"};
 
-Status write_new(const std::string& path, const std::string& text) {
+// A new file in the run's folder; `m` removes it at the end.
+Status write_new(Materials& m, const std::string& path, const std::string& text) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!fd) return sys_err("create " + path);
+  m.files.push_back(path);
   if (!sys::write_all(fd.get(), text.data(), text.size())) return sys_err("write " + path);
   return {};
 }
@@ -51,7 +53,7 @@ Status add_bundle(Materials& m, policy::Policy& p) {
   Bundle b = build_bundle(m.ca->cert_pem(), t.extra_ca);
   for (const auto& n : b.notes) p.notes.push_back("network.tlsTerminate: " + n);
   std::string file = m.dir + "/ca-bundle.pem";
-  AIRLOCK_TRY(write_new(file, b.pem));
+  AIRLOCK_TRY(write_new(m, file, b.pem));
   std::vector<std::string> targets;
   for (const char* sys : kSystemBundles) {
     auto r = fs::resolve(sys);
@@ -147,7 +149,7 @@ Status add_secrets(Materials& m, policy::Policy& p, std::vector<std::string>& ca
     std::string ph = push(c, "file " + c.name, std::string_view(*text).substr(0, end));
     net::wipe(*text);
     std::string file = fmt::format("{}/credential-{}", m.dir, n++);
-    AIRLOCK_TRY(write_new(file, ph + tail));
+    AIRLOCK_TRY(write_new(m, file, ph + tail));
     p.overlays.push_back({path, file, fmt::format("{}: the placeholder in place of the credential", c.where)});
   }
   if (!table->secrets.empty() || !table->verify_hosts.empty()) m.secrets = std::move(table);
@@ -158,10 +160,7 @@ Status add_secrets(Materials& m, policy::Policy& p, std::vector<std::string>& ca
 
 Materials::~Materials() {
   if (dir.empty()) return;
-  // Only what prepare() wrote: ca-bundle.pem and credential-N.
-  (void)::unlink((dir + "/ca-bundle.pem").c_str());
-  for (int i = 0; i < 4096; ++i)
-    if (::unlink(fmt::format("{}/credential-{}", dir, i).c_str()) != 0) break;
+  for (const auto& f : files) (void)::unlink(f.c_str());
   (void)::rmdir(dir.c_str());
 }
 

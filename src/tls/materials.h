@@ -20,6 +20,7 @@ struct Materials {
   std::shared_ptr<Authority> ca;              // null: no inspection
   std::shared_ptr<net::SecretTable> secrets;  // null: no masked credentials
   std::string dir;                            // the files' folder on the host, removed with this
+  std::vector<std::string> files;             // what was written there, removed with this
   Materials() = default;
   Materials(Materials&&) = default;
   Materials& operator=(Materials&&) = default;

@@ -25,6 +25,7 @@
 #include "net/requests.h"
 #include "net/rules.h"
 #include "net/secrets.h"
+#include "tls/ca.h"
 #include "tls/hello.h"
 
 using namespace airlock::net;
@@ -1168,13 +1169,8 @@ TEST(SecretsTable, CredentialHeaders) {
 
 namespace {
 
-template <auto Fn>
-struct Free {
-  template <typename T>
-  void operator()(T* p) const { Fn(p); }
-};
-using Ctx = std::unique_ptr<SSL_CTX, Free<SSL_CTX_free>>;
-using Ssl = std::unique_ptr<SSL, Free<SSL_free>>;
+using Ctx = std::unique_ptr<SSL_CTX, airlock::tls::Free<SSL_CTX_free>>;
+using Ssl = std::unique_ptr<SSL, airlock::tls::Free<SSL_free>>;
 
 // The first flight of a real OpenSSL client: its ClientHello record(s).
 std::vector<uint8_t> client_hello(const char* sni, int max_version = 0) {

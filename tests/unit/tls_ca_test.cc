@@ -20,11 +20,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-template <auto Fn>
-struct Free {
-  template <typename T>
-  void operator()(T* p) const { Fn(p); }
-};
 using Store = std::unique_ptr<X509_STORE, Free<X509_STORE_free>>;
 using StoreCtx = std::unique_ptr<X509_STORE_CTX, Free<X509_STORE_CTX_free>>;
 using Bio = std::unique_ptr<BIO, Free<BIO_free_all>>;
